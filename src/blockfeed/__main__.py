@@ -1,0 +1,3 @@
+from blockfeed.cli import main
+
+main()

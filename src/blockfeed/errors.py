@@ -1,0 +1,74 @@
+"""One exception tree for blockfeed.
+
+::
+
+    BlockfeedError
+    ├── ConfigError              bad endpoint, flag, env or TOML value (user input)
+    ├── MalformedFrame           a node sent something that is not valid JSON-RPC / header data
+    ├── RpcError                 a request failed
+    │   ├── RpcTransportError    connection refused/reset/closed, timeout, HTTP 429/5xx
+    │   └── RpcServerError       the node answered with a JSON-RPC error object (.code, .message)
+    ├── VerificationError        a header's hash or parent link does not check out
+    ├── StoreError               the state file is corrupt, locked, read-only, full or another chain's
+    └── SubscriberLagged         a subscriber fell further behind than the feed keeps blocks for
+
+Errors raised by third-party libraries are translated once, at the layer boundary, with
+``raise ... from exc``; messages never contain credentials (see ``blockfeed.util.redact``).
+"""
+
+from __future__ import annotations
+
+
+class BlockfeedError(Exception):
+    """Base class of every error blockfeed raises on purpose."""
+
+
+class ConfigError(BlockfeedError, ValueError):
+    """A configuration value (flag, env var, TOML, endpoint URL) is invalid."""
+
+
+class MalformedFrame(BlockfeedError, ValueError):
+    """A node sent a frame that is not valid JSON-RPC or not a valid header.
+
+    Counted and dropped by the feed; never fatal.
+    """
+
+
+class RpcError(BlockfeedError):
+    """A JSON-RPC request did not produce a result."""
+
+
+class RpcTransportError(RpcError):
+    """The transport failed: refused, reset, closed, timed out, or HTTP 429/5xx."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RpcServerError(RpcError):
+    """The node answered with a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: object = None) -> None:
+        super().__init__(f"JSON-RPC error {code}: {message}")
+        self.code = code
+        self.rpc_message = message
+        self.data = data
+
+
+class VerificationError(BlockfeedError):
+    """A header's computed hash or parent link does not match what the chain says."""
+
+
+class StoreError(BlockfeedError):
+    """The checkpoint store cannot be used safely; never silently started over."""
+
+
+class SubscriberLagged(BlockfeedError):
+    """A subscriber fell behind further than the feed keeps blocks; resume from ``next_number``."""
+
+    def __init__(self, next_number: int) -> None:
+        super().__init__(
+            f"subscriber fell behind; resume from block {next_number} (e.g. start_at={next_number})"
+        )
+        self.next_number = next_number

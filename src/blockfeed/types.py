@@ -1,0 +1,107 @@
+"""Plain data types shared by every layer: headers, blocks, modes, events.
+
+All are frozen dataclasses or enums so they can be handed to any subscriber or hook safely.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Source(enum.StrEnum):
+    """Where a delivered block came from."""
+
+    WS = "ws"
+    """The WebSocket finalized-heads subscription (fast path)."""
+    POLL = "poll"
+    """The HTTP poller (``chain_getFinalizedHead`` + ``chain_getHeader``)."""
+    BACKFILL = "backfill"
+    """Fetched by number to fill a gap before a newer block."""
+
+
+class Mode(enum.StrEnum):
+    """How the feed is currently getting blocks."""
+
+    STARTING = "starting"
+    """Not yet connected to anything."""
+    STREAMING = "streaming"
+    """The socket subscription is confirmed and delivering."""
+    POLLING = "polling"
+    """The socket is down; HTTP delivers while the socket is retried in the background."""
+    DISCONNECTED = "disconnected"
+    """No source answers; everything is retried with backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A Substrate header as it travels on the wire (no hash field on the wire)."""
+
+    parent_hash: bytes
+    number: int
+    state_root: bytes
+    extrinsics_root: bytes
+    digest_logs: tuple[bytes, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-RPC wire shape, as a real node sends it."""
+        return {
+            "parentHash": "0x" + self.parent_hash.hex(),
+            "number": hex(self.number),
+            "stateRoot": "0x" + self.state_root.hex(),
+            "extrinsicsRoot": "0x" + self.extrinsics_root.hex(),
+            "digest": {"logs": ["0x" + log.hex() for log in self.digest_logs]},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A finalized block as delivered to subscribers."""
+
+    number: int
+    hash: str
+    """0x-prefixed hex of blake2b-256(SCALE(header))."""
+    parent_hash: str
+    source: Source
+    received_at: float
+    """Unix time (seconds) when blockfeed first had this header."""
+    header: Header | None = field(default=None, compare=False, repr=False)
+    late: bool = False
+    """True when delivered by backfill or replay rather than as the live head."""
+
+    def to_dict(self, *, epoch_length: int | None = None) -> dict[str, Any]:
+        """JSON-ready dict (the ``--json`` line format)."""
+        out: dict[str, Any] = {
+            "number": self.number,
+            "hash": self.hash,
+            "parent_hash": self.parent_hash,
+            "source": str(self.source),
+            "received_at": self.received_at,
+        }
+        if epoch_length:
+            out["epoch"] = self.number // epoch_length
+            out["block_in_epoch"] = self.number % epoch_length
+        if self.header is not None:
+            out["state_root"] = "0x" + self.header.state_root.hex()
+            out["extrinsics_root"] = "0x" + self.header.extrinsics_root.hex()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """Something a person or an alert should know about (mode change, quarantine, ...).
+
+    ``kind`` is one of: ``mode_changed``, ``disconnected``, ``recovered``, ``finality_stalled``,
+    ``finality_resumed``, ``endpoint_quarantined``, ``reconnect``, ``trigger_failed``,
+    ``verification_failed``.
+    """
+
+    kind: str
+    at: float
+    reason: str
+    old_mode: Mode | None = None
+    new_mode: Mode | None = None
+    endpoint: str | None = None
+    """Always redacted."""
+    details: dict[str, Any] = field(default_factory=dict)
