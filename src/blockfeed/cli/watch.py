@@ -1,0 +1,411 @@
+"""``blockfeed watch``: print every finalized block, in order, once, as text or JSON lines.
+
+Blocks go to stdout (one line each; ``--json`` gives one JSON object per line), logs go to
+stderr, so ``blockfeed watch --json | jq`` works.
+
+With ``--state`` the checkpoint follows what was *printed*, not what the feed queued: the line is
+written first, then the block is saved (at least once across crashes; a clean exit, ``--count``
+or Ctrl-C never skips a block on the next run). That is why the store is handled here instead of
+being handed to the feed, whose checkpoint moves when a block is queued for its subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Annotated, TextIO
+
+import typer
+
+from blockfeed.errors import BlockfeedError, ConfigError, MalformedFrame, RpcError, StoreError
+from blockfeed.feed import BlockFeed, build_endpoints
+from blockfeed.feed.endpoints import network_url
+from blockfeed.feed.logs import FeedLog
+from blockfeed.rpc import HttpRpc, methods
+from blockfeed.store import CheckpointStore, open_store
+from blockfeed.types import Block, Mode
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_NETWORK = "finney"
+DEFAULT_BLOCK_TIME_S = 12.0
+DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_STARTUP_TIMEOUT_S = 30.0
+SUBSCRIPTION_MAXSIZE = 100_000
+"""Blocks are small; a deep queue means a burst of backfill never overflows while printing."""
+SAVE_BATCH_BLOCKS = 200
+"""With --state, printed blocks are saved in batches of at most this many."""
+GENESIS_RETRY_S = 0.5
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines on stderr look."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class WatchFailed(Exception):
+    """Stop with a clear message and a non-zero exit code (no traceback)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    endpoints: list[str]
+    json_lines: bool
+    count: int | None
+    start_at: int | None
+    state: str | None
+    block_time_s: float
+    epoch_length: int
+    startup_timeout_s: float
+
+
+class _Printer:
+    """Writes block lines to stdout; remembers a closed pipe (``| head``) instead of crashing."""
+
+    def __init__(self, out: TextIO, *, json_lines: bool, epoch_length: int) -> None:
+        self._out = out
+        self._json = json_lines
+        self._epoch_length = epoch_length
+        emoji = _isatty(out) and not os.environ.get("NO_COLOR")
+        self._text = FeedLog(epoch_length=epoch_length, emoji=emoji)
+        self.pipe_closed = False
+
+    def line(self, block: Block) -> str:
+        if self._json:
+            return json.dumps(block.to_dict(epoch_length=self._epoch_length), separators=(",", ":"))
+        return self._text.block_line(block)
+
+    def write(self, block: Block) -> bool:
+        """Print one block; False when stdout is gone."""
+        try:
+            self._out.write(self.line(block) + "\n")
+            self._out.flush()
+        except BrokenPipeError:
+            self.pipe_closed = True
+            _silence_stdout()
+            return False
+        return True
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def resolve_endpoints(endpoints: list[str] | None, network: str | None) -> list[str]:
+    """The endpoints given, or the network's default (finney when neither is given)."""
+    if endpoints:
+        build_endpoints(endpoints)  # validates; raises ConfigError with a redacted URL
+        return list(endpoints)
+    return [network_url(network or DEFAULT_NETWORK)]
+
+
+async def _genesis_hash(endpoints: list[str], deadline: float) -> str:
+    """The chain's genesis hash from the first endpoint that answers before ``deadline``."""
+    last_problem = "no endpoint answered"
+    labelled = build_endpoints(endpoints)
+    while True:
+        for endpoint in labelled:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WatchFailed(
+                    f"cannot reach any endpoint to check the state file's chain ({last_problem})"
+                )
+            try:
+                async with HttpRpc(endpoint.http_url, timeout_s=max(0.1, min(left, 5.0))) as rpc:
+                    return await methods.get_genesis_hash(rpc)
+            except (RpcError, MalformedFrame) as exc:
+                last_problem = f"{endpoint.label}: {exc}"
+        await asyncio.sleep(min(GENESIS_RETRY_S, max(0.0, deadline - time.monotonic())))
+
+
+class _Checkpointer:
+    """Saves printed blocks to the store in small batches (only with ``--state``)."""
+
+    def __init__(self, store: CheckpointStore | None) -> None:
+        self._store = store
+        self._pending: list[Block] = []
+
+    def add(self, block: Block) -> None:
+        if self._store is not None:
+            self._pending.append(block)
+
+    async def flush(self, *, force: bool = False) -> None:
+        if self._store is None or not self._pending:
+            return
+        if not force and len(self._pending) < SAVE_BATCH_BLOCKS:
+            return
+        batch, self._pending = self._pending, []
+        await asyncio.to_thread(self._store.save_blocks, batch)
+
+
+async def _watch(options: WatchOptions, out: TextIO) -> int:
+    deadline = time.monotonic() + options.startup_timeout_s
+    store: CheckpointStore | None = None
+    start_at = options.start_at
+    anchor: tuple[int, str] | None = None
+    if options.state is not None:
+        store = await asyncio.to_thread(open_store, options.state)
+    try:
+        if store is not None:
+            genesis = await _genesis_hash(options.endpoints, deadline)
+            await asyncio.to_thread(store.bind_chain, genesis)
+            checkpoint = await asyncio.to_thread(store.checkpoint)
+            if start_at is None and checkpoint is not None:
+                anchor = checkpoint
+                start_at = checkpoint[0] + 1
+        return await _follow(options, out, store, start_at, anchor, deadline)
+    finally:
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+async def _follow(
+    options: WatchOptions,
+    out: TextIO,
+    store: CheckpointStore | None,
+    start_at: int | None,
+    anchor: tuple[int, str] | None,
+    deadline: float,
+) -> int:
+    feed = BlockFeed(
+        options.endpoints,
+        start_at=start_at,
+        block_time_s=options.block_time_s,
+        epoch_length=options.epoch_length,
+        log_blocks=False,
+        startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
+    )
+    printer = _Printer(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
+    checkpointer = _Checkpointer(store)
+    stop = asyncio.Event()
+    first_block = asyncio.Event()
+    printed = 0
+
+    async def print_blocks() -> None:
+        nonlocal printed
+        async for block in subscription:
+            if printed == 0 and anchor is not None and block.parent_hash != anchor[1]:
+                raise WatchFailed(
+                    f"block #{block.number} does not extend the state file's checkpoint "
+                    f"#{anchor[0]} {anchor[1]}; the endpoint serves another history"
+                )
+            first_block.set()
+            if not printer.write(block):
+                return
+            printed += 1
+            checkpointer.add(block)
+            if options.count is not None and printed >= options.count:
+                return
+            await checkpointer.flush(force=subscription.queued == 0)
+
+    subscription = feed.blocks(name="watch", maxsize=SUBSCRIPTION_MAXSIZE)
+    _install_stop_signals(stop)
+    async with feed:
+        consumer = asyncio.create_task(print_blocks(), name="blockfeed-watch-printer")
+        stopper = asyncio.create_task(stop.wait(), name="blockfeed-watch-stop")
+        try:
+            started = asyncio.create_task(first_block.wait())
+            done, _ = await asyncio.wait(
+                {started, consumer, stopper},
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            started.cancel()
+            if not done:
+                raise WatchFailed(_no_block_message(feed, options))
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.done():
+                consumer.result()  # re-raise WatchFailed / feed errors
+        finally:
+            consumer.cancel()
+            stopper.cancel()
+            subscription.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            await checkpointer.flush(force=True)
+    if stop.is_set():
+        typer.echo(f"blockfeed watch: stopped after {printed} block(s)", err=True)
+    return EXIT_OK
+
+
+def _no_block_message(feed: BlockFeed, options: WatchOptions) -> str:
+    status = feed.status()
+    where = ", ".join(feed.endpoints)
+    last = status.recent_events[-1].reason if status.recent_events else status.error
+    detail = f"; last event: {last}" if last else ""
+    message = (
+        f"no block from {where} within {options.startup_timeout_s:g} s "
+        f"(mode {status.mode}{detail})."
+    )
+    if options.start_at is not None and status.mode in (Mode.STREAMING, Mode.POLLING):
+        return (
+            f"{message} The node answers, but block #{options.start_at} could not be fetched: "
+            "is --from below the chain's first block or older than the node keeps?"
+        )
+    return f"{message} Is the endpoint reachable? Raise --startup-timeout to wait longer."
+
+
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    """First Ctrl-C / SIGTERM stops cleanly (final checkpoint); a second one is not caught."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: int) -> None:
+        stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, request_stop, signum)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"blockfeed watch: {message}", err=True)
+    return typer.Exit(code)
+
+
+def watch(
+    endpoints: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ENDPOINT",
+            help="WebSocket endpoints (ws:// or wss://), best first. Default: the --network's.",
+            show_default=False,
+        ),
+    ] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Network whose public endpoint to use when none is given: finney (default), "
+            "test, archive or local.",
+            show_default=False,
+        ),
+    ] = None,
+    json_lines: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object per block on stdout: number, hash, parent_hash, source, "
+            "epoch, block_in_epoch, received_at (+ state_root, extrinsics_root).",
+        ),
+    ] = False,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Exit 0 after N blocks.", show_default=False),
+    ] = None,
+    from_block: Annotated[
+        int | None,
+        typer.Option(
+            "--from",
+            min=0,
+            metavar="N",
+            help="Start at block N (backfilled if already finalized). Overrides the --state "
+            "checkpoint. Default: the current finalized head, or checkpoint + 1.",
+            show_default=False,
+        ),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="SQLite state file: resume after the last printed block, save each printed "
+            "block. Without it nothing is written.",
+            show_default=False,
+        ),
+    ] = None,
+    block_time: Annotated[
+        float,
+        typer.Option(min=0.01, max=3600, metavar="S", help="The chain's block time in seconds."),
+    ] = DEFAULT_BLOCK_TIME_S,
+    epoch_length: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Blocks per epoch (epoch, block_in_epoch).")
+    ] = DEFAULT_EPOCH_LENGTH,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="Format of the log lines on stderr.")
+    ] = LogFormat.TEXT,
+    startup_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            metavar="S",
+            help="Give up (exit 1) when no block arrived within S seconds of starting.",
+        ),
+    ] = DEFAULT_STARTUP_TIMEOUT_S,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+) -> None:
+    """Print every finalized block, in order, exactly once, with no gaps.
+
+    Socket deaths, node restarts and finality halts are survived (HTTP polling takes over and
+    hands back); mode changes are logged on stderr. Ctrl-C stops cleanly (exit 0).
+
+    \b
+    Examples:
+      blockfeed watch
+      blockfeed watch ws://127.0.0.1:9944 --json --count 10
+      blockfeed watch --network test --state watch.sqlite --json | jq .number
+    """
+    # Imported here so `blockfeed --help` stays fast and serve's module is not a hard dependency.
+    import logging
+
+    from blockfeed.cli.serve import configure_logging
+
+    try:
+        options = WatchOptions(
+            endpoints=resolve_endpoints(endpoints, network),
+            json_lines=json_lines,
+            count=count,
+            start_at=from_block,
+            state=state,
+            block_time_s=block_time,
+            epoch_length=epoch_length,
+            startup_timeout_s=startup_timeout,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    configure_logging(str(log_format), logging.WARNING if quiet else logging.INFO)
+    for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise here
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        code = asyncio.run(_watch(options, sys.stdout))
+    except WatchFailed as exc:
+        raise _fail(str(exc), exc.code) from None
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except (StoreError, BlockfeedError) as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``blockfeed watch`` to the CLI."""
+    app.command("watch")(watch)
