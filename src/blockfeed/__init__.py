@@ -9,13 +9,16 @@ from blockfeed.errors import (
     SubscriberLagged,
     VerificationError,
 )
+from blockfeed.feed import BlockFeed, FeedStatus
 from blockfeed.types import Block, FeedEvent, Header, Mode, Source
 
 __all__ = [
     "Block",
+    "BlockFeed",
     "BlockfeedError",
     "ConfigError",
     "FeedEvent",
+    "FeedStatus",
     "Header",
     "MalformedFrame",
     "Mode",

@@ -1,0 +1,38 @@
+"""Sans-I/O core: merge, modes, deadlines, backoff, endpoint ranking and the follower.
+
+Nothing in this package opens a socket, sleeps or reads a clock: every input carries ``now``
+and every output is data (blocks, actions, events, the next deadline). The asyncio driver in
+:mod:`blockfeed.feed` performs the actions; tests drive the follower with a fake clock.
+"""
+
+from blockfeed.core.actions import Action, CloseSocket, Connect, FetchRange, Poll, Probe, Subscribe
+from blockfeed.core.backoff import backoff, backoff_delay
+from blockfeed.core.deadline import BlockClock
+from blockfeed.core.follower import Follower, FollowerConfig, SocketState
+from blockfeed.core.merge import Candidate, Merge, OfferOutcome, RangeCheck, Rejection
+from blockfeed.core.modes import ModeMachine
+from blockfeed.core.ranking import EndpointHealth, Ranking
+
+__all__ = [
+    "Action",
+    "BlockClock",
+    "Candidate",
+    "CloseSocket",
+    "Connect",
+    "EndpointHealth",
+    "FetchRange",
+    "Follower",
+    "FollowerConfig",
+    "Merge",
+    "ModeMachine",
+    "OfferOutcome",
+    "Poll",
+    "Probe",
+    "RangeCheck",
+    "Ranking",
+    "Rejection",
+    "SocketState",
+    "Subscribe",
+    "backoff",
+    "backoff_delay",
+]

@@ -1,0 +1,1030 @@
+"""The follower: the whole block-following logic as one sans-I/O state machine.
+
+Inputs (the driver calls these with the current time; nothing here reads a clock or a socket)::
+
+    start(now)
+    on_ws_connected(ep, now)   on_ws_subscribed(ep, now)   on_ws_header(header, ep, now)
+    on_ws_closed(ep, reason, now)
+    on_poll_result(poll, head_hash, header, now)    on_probe_result(probe, head_hash, header, now)
+    on_range_result(fetch, hashes, headers, now)    on_failure(action, reason, now)
+    on_malformed(ep, now)      request_reconnect(reason, now)      on_timer(now)
+
+Outputs (each hands back and clears its buffer)::
+
+    deliverable() -> list[Block]     blocks to hand to subscribers, in order
+    actions()     -> list[Action]    I/O to start now (see ``core.actions``)
+    events()      -> list[FeedEvent] mode changes, stalls, quarantines, reconnects, lies
+    next_deadline() -> float | None  call ``on_timer`` at this time (never earlier is needed)
+
+After every input, :meth:`_step` compares the state with what is wanted (a socket, a poll, a
+probe, a backfill) and issues what is due, like a controller; ``next_deadline`` is when the next
+thing becomes due, so a driver that sleeps until then never busy-loops.
+
+Modes: ``streaming`` while the socket is *proven* (subscription confirmed and it delivered a
+block the merge accepted); otherwise ``polling`` if HTTP answers, ``disconnected`` if it does
+not; ``starting`` until the first of those is known. ``finality_stalled`` is raised when HTTP
+confirms that nothing new was finalized for ``stall_after_blocks`` intervals, and cleared by the
+next block. Delivery order and exactly-once live in :mod:`blockfeed.core.merge`.
+
+Detection, in short:
+
+* socket closed or failed -> mode changes at once, HTTP is read at once, and a socket that had
+  been proven is reopened at once (later failures back off, with full jitter);
+* socket silent for a deadline (``1.5 x`` learned interval) -> one HTTP probe: the chain moved
+  -> stale socket, recycle it; the chain did not move -> not the socket's fault, keep it (a
+  finality halt causes zero reconnects); the probe fails -> node or network down
+  (``disconnected``; the socket is no longer trusted but left to keepalive, since closing it
+  cannot help);
+* while streaming, a block late by ``hedge_margin x T`` is asked for over HTTP once, then at the
+  polling retry rate, so a silent socket costs polling-mode latency, not a deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from blockfeed.codec import block_hash
+from blockfeed.core.actions import (
+    Action,
+    CloseSocket,
+    Connect,
+    FetchRange,
+    HeadRead,
+    Poll,
+    Probe,
+    Subscribe,
+)
+from blockfeed.core.backoff import backoff
+from blockfeed.core.deadline import BlockClock
+from blockfeed.core.merge import Candidate, Merge, OfferOutcome, Rejection
+from blockfeed.core.modes import ModeMachine
+from blockfeed.core.ranking import Ranking
+from blockfeed.types import Block, FeedEvent, Header, Mode, Source
+
+
+class SocketState(enum.Enum):
+    """Where the (single) WebSocket is in its life."""
+
+    IDLE = "idle"
+    """No socket; the next attempt is due at ``reconnect_at``."""
+    CONNECTING = "connecting"
+    """``Connect`` issued, waiting for ``on_ws_connected``."""
+    SUBSCRIBING = "subscribing"
+    """``Subscribe`` issued, waiting for ``on_ws_subscribed``."""
+    SUBSCRIBED = "subscribed"
+    """Subscription confirmed but no accepted block yet: not restored, not trusted."""
+    HEALTHY = "healthy"
+    """Delivered a block the merge accepted: the feed is streaming."""
+
+
+_OPEN_STATES = (SocketState.SUBSCRIBED, SocketState.HEALTHY)
+_LIVE_STATES = (
+    SocketState.CONNECTING,
+    SocketState.SUBSCRIBING,
+    SocketState.SUBSCRIBED,
+    SocketState.HEALTHY,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FollowerConfig:
+    """Tuning of the follower; plain fractions are of the learned block interval ``T``."""
+
+    block_time_s: float = 12.0
+    """The chain's nominal block time: the prior until intervals are learned."""
+    deadline_factor: float = 1.5
+    """A socket silent for ``deadline_factor x T`` is checked with one HTTP probe."""
+    deadline_floor_s: float | None = None
+    """Lower bound of interval and deadline (default: a quarter of ``block_time_s``)."""
+    deadline_ceiling_s: float | None = None
+    """Upper bound of interval and deadline (default: 5 x ``block_time_s``)."""
+    poll_margin: float = 0.05
+    """Polling mode asks ``poll_margin x T`` after a block is due ..."""
+    poll_retry: float = 0.1
+    """... then every ``poll_retry x T`` until it appears ..."""
+    poll_late_window: float = 0.3
+    """... for up to ``poll_late_window x T``; later than that the block most likely comes with
+    the next one (a GRANDPA jump), so the poller waits for the next slot ..."""
+    poll_slow_after_blocks: float = 6.0
+    """... and after this many empty slots (a halt, not a GRANDPA hold) it asks every ..."""
+    poll_retry_growth: float = 0.25
+    """... ``poll_retry_growth x lateness``, at least once per deadline."""
+    phase_pull: float = 0.05
+    """After a first-try hit, assume the block appeared this much earlier (doubling per
+    consecutive first-try hit), so the phase cannot drift late without a miss to correct it."""
+    hedge: bool = True
+    """While streaming, ask HTTP when the socket is ``hedge_margin x T`` late with a block."""
+    hedge_margin: float = 0.1
+    stall_after_blocks: float = 6.0
+    """Raise ``finality_stalled`` after this many intervals with no new block, HTTP-confirmed."""
+    reconnect_initial_s: float = 0.5
+    reconnect_cap_s: float = 30.0
+    http_retry_initial_s: float = 0.2
+    http_retry_cap_s: float = 10.0
+    range_chunk: int = 500
+    """Most numbers asked for in one backfill request."""
+    range_retry: float = 0.25
+    """After a backfill that made no progress, wait ``range_retry x T`` before asking again."""
+    lag_quarantine_blocks: int = 16
+    """With several endpoints, one whose head is this far behind the verified chain is benched."""
+    quarantine_s: float = 300.0
+    health_check_interval_s: float = 30.0
+    """With several endpoints, probe the idle ones this often (lag and liveness)."""
+
+    def __post_init__(self) -> None:
+        if self.block_time_s <= 0:
+            raise ValueError("block_time_s must be positive")
+        if self.range_chunk < 1:
+            raise ValueError("range_chunk must be at least 1")
+        if self.reconnect_initial_s < 0 or self.reconnect_cap_s <= 0:
+            raise ValueError("reconnect backoff needs initial_s >= 0 and cap_s > 0")
+        if self.quarantine_s < 0 or self.health_check_interval_s <= 0:
+            raise ValueError("quarantine_s must be >= 0 and health_check_interval_s > 0")
+
+
+DEFAULT_CONFIG = FollowerConfig()
+BackoffFactory = Callable[[], Iterator[float]]
+
+
+@dataclass(slots=True)
+class _Inflight:
+    """An HTTP head read on its way: when it was sent and what number it hoped to see."""
+
+    read: HeadRead
+    sent_at: float
+    target: int | None
+
+
+class Follower:
+    """Composite state machine: socket lifecycle, phase-locked polling, merge, modes, ranking."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        config: FollowerConfig = DEFAULT_CONFIG,
+        start_number: int | None = None,
+        anchor: tuple[int, str] | None = None,
+        wall_offset_s: float = 0.0,
+        rng: Callable[[], float] = random.random,
+        reconnect_backoff: BackoffFactory | None = None,
+    ) -> None:
+        """``endpoints`` are labels (already redacted, unique), in order of preference.
+
+        Start after ``anchor`` (checkpoint number and hash), at ``start_number``, or (neither) at
+        the current finalized head. ``wall_offset_s`` is added to ``now`` to stamp
+        ``Block.received_at`` (driver's monotonic clock -> Unix time). ``reconnect_backoff`` makes
+        a fresh delay iterator (tests pass a fixed one); default: :func:`core.backoff.backoff`.
+        """
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("endpoint labels must be unique")
+        cfg = self.config = config
+        self._ranking = Ranking(
+            endpoints,
+            http_retry_initial_s=cfg.http_retry_initial_s,
+            http_retry_cap_s=cfg.http_retry_cap_s,
+            rng=rng,
+        )
+        self._merge = Merge(anchor=anchor, start_number=start_number)
+        if anchor is not None:
+            self._ranking.best_number = anchor[0]
+        self._clock = BlockClock(
+            block_time_s=cfg.block_time_s,
+            deadline_factor=cfg.deadline_factor,
+            floor_s=cfg.deadline_floor_s,
+            ceiling_s=cfg.deadline_ceiling_s,
+        )
+        self._backoff_factory: BackoffFactory = reconnect_backoff or (
+            lambda: backoff(initial_s=cfg.reconnect_initial_s, cap_s=cfg.reconnect_cap_s, rng=rng)
+        )
+        self._wall_offset_s = wall_offset_s
+        self._modes: ModeMachine | None = None
+        self._started_at = 0.0
+
+        # the socket
+        self._sock = SocketState.IDLE
+        self._sock_ep: str | None = None
+        self._attempt = 0
+        self._reconnect_at: float | None = None
+        self._backoff: Iterator[float] = self._backoff_factory()
+        self._ws_activity_at = 0.0
+        self._silence_base = 0.0
+        self._ws_high: int | None = None
+        self._ws_ref: int | None = None
+        self._socket_ever_failed = False
+
+        # HTTP head reads
+        self._seq = 0
+        self._poll: _Inflight | None = None
+        self._probe: _Inflight | None = None
+        self._health: dict[str, _Inflight] = {}
+        self._health_next_at = 0.0
+        self._poll_asap = False
+        self._socket_behind = False
+        self._poll_target: int | None = None
+        self._poll_misses = 0
+        self._poll_last_miss_at = 0.0
+        self._first_try_hits = 0
+        self._http_ok: bool | None = None
+        self._head_known: tuple[int, str] | None = None
+
+        # backfill, verification, progress
+        self._range: FetchRange | None = None
+        self._range_retry_at = 0.0
+        self._range_stalls = 0
+        self._suspects: dict[int, dict[str, str]] = {}
+        self._best_seen: int | None = None
+        self._progress_at = 0.0
+
+        # outputs and counters
+        self._out_blocks: list[Block] = []
+        self._out_actions: list[Action] = []
+        self._out_events: list[FeedEvent] = []
+        self.connects = 0
+        self.reconnects = 0
+        self.malformed_frames = 0
+        self.blocks_by_source: Counter[str] = Counter()
+        self.probes: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ outputs
+
+    def deliverable(self) -> list[Block]:
+        """Blocks to hand to subscribers, in order (already exactly-once); clears the buffer."""
+        out, self._out_blocks = self._out_blocks, []
+        return out
+
+    def actions(self) -> list[Action]:
+        """I/O the driver must start now, in order; clears the buffer."""
+        out, self._out_actions = self._out_actions, []
+        return out
+
+    def events(self) -> list[FeedEvent]:
+        """Events for logs, hooks and alerts, in order; clears the buffer."""
+        out, self._out_events = self._out_events, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``on_timer`` must next be called (None: only an input can change anything)."""
+        if self._modes is None:
+            return None
+        times: list[float] = []
+        if self._sock is SocketState.IDLE and self._reconnect_at is not None:
+            times.append(self._reconnect_at)
+        for due in (self._poll_due(), self._silence_due(), self._range_due()):
+            if due is not None:
+                times.append(due)
+        if len(self._ranking.labels) > 1:
+            times.append(self._health_next_at)
+        if self._modes.mode is Mode.STARTING:
+            times.append(self._started_at + self._clock.deadline_s)
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ state for status pages
+
+    @property
+    def mode(self) -> Mode:
+        """Current mode (``starting`` until known)."""
+        return Mode.STARTING if self._modes is None else self._modes.mode
+
+    @property
+    def finality_stalled(self) -> bool:
+        """True while HTTP confirms the chain has stopped finalizing."""
+        return self._modes is not None and self._modes.finality_stalled
+
+    @property
+    def socket_state(self) -> SocketState:
+        """Where the socket is in its life."""
+        return self._sock
+
+    @property
+    def socket_endpoint(self) -> str | None:
+        """Label of the endpoint the current socket belongs to (None when there is none)."""
+        return None if self._sock is SocketState.IDLE else self._sock_ep
+
+    @property
+    def attempt(self) -> int:
+        """Number of the current (or last) socket attempt."""
+        return self._attempt
+
+    @property
+    def block_interval_s(self) -> float:
+        """Learned block interval."""
+        return self._clock.interval_s
+
+    @property
+    def deadline_s(self) -> float:
+        """Current silence deadline."""
+        return self._clock.deadline_s
+
+    @property
+    def last(self) -> tuple[int, str] | None:
+        """(number, hash) of the last delivered block, or the resume anchor."""
+        return self._merge.last
+
+    @property
+    def ranking(self) -> Ranking:
+        """Endpoint health records (for status; do not mutate)."""
+        return self._ranking
+
+    def mode_seconds(self, now: float) -> dict[str, float]:
+        """Seconds spent in each mode."""
+        return {} if self._modes is None else self._modes.seconds(now)
+
+    def transitions(self) -> dict[str, int]:
+        """Mode transitions counted by ``"<from>-><to>:<reason kind>"``."""
+        return {} if self._modes is None else dict(self._modes.transitions)
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float) -> None:
+        """Begin: open the socket and read the head over HTTP at once (whichever wins)."""
+        if self._modes is not None:
+            raise RuntimeError("start() called twice")
+        self._modes = ModeMachine(now)
+        self._started_at = self._progress_at = now
+        self._health_next_at = now + self.config.health_check_interval_s
+        self._reconnect_at = now
+        self._poll_asap = True
+        self._step(now)
+
+    def on_ws_connected(self, endpoint: str, now: float, *, attempt: int | None = None) -> None:
+        """The socket of the current attempt is open: subscribe next."""
+        if not self._is_current(endpoint, attempt, SocketState.CONNECTING):
+            return
+        self._sock = SocketState.SUBSCRIBING
+        self._out_actions.append(Subscribe(endpoint, self._attempt))
+        self._step(now)
+
+    def on_ws_subscribed(self, endpoint: str, now: float, *, attempt: int | None = None) -> None:
+        """The node confirmed the subscription. Not restored yet: a block must arrive first."""
+        if not self._is_current(endpoint, attempt, SocketState.SUBSCRIBING):
+            return
+        self._sock = SocketState.SUBSCRIBED
+        self._ws_activity_at = self._silence_base = now
+        self._ws_high = None
+        self._ws_ref = self._merge.best_known
+        self._step(now)
+
+    def on_ws_header(
+        self, header: Header, endpoint: str, now: float, *, attempt: int | None = None
+    ) -> None:
+        """A finalized-head notification, already parsed by ``codec.header_from_json``."""
+        if not self._is_current(endpoint, attempt, *_OPEN_STATES):
+            return
+        self._ws_activity_at = self._silence_base = now
+        self._ws_high = max(header.number, self._ws_high or 0)
+        candidate = Candidate.of(
+            header, source=Source.WS, endpoint=endpoint, received_at=now + self._wall_offset_s
+        )
+        outcome = self._merge.offer(candidate)
+        self._ranking.record_head(endpoint, header.number, now)
+        if outcome == OfferOutcome.HELD:
+            self._clock.observe(header.number, now)
+            self._note_head(header.number, candidate.hash, now)
+            self._socket_behind = False
+        rejected = {r.hash for r in self._absorb(now)}
+        accepted = outcome in (OfferOutcome.HELD, OfferOutcome.DUPLICATE)
+        if accepted and candidate.hash not in rejected and self._sock is SocketState.SUBSCRIBED:
+            self._sock = SocketState.HEALTHY
+            self._ranking.record_ws_success(endpoint)
+            self._backoff = self._backoff_factory()
+            self._refresh_mode(
+                now, "WebSocket subscription restored: confirmed and delivering",
+                kind="socket_restored",
+            )
+        self._check_lag(endpoint, header.number, now)
+        self._step(now)
+
+    def on_ws_closed(
+        self, endpoint: str, reason: str, now: float, *, attempt: int | None = None
+    ) -> None:
+        """The socket ended (close frame, reset, keepalive timeout, read error)."""
+        if not self._is_current(endpoint, attempt, *_LIVE_STATES):
+            return
+        self._socket_failed(now, f"socket closed: {reason}", kind="socket_closed", close=False)
+        self._step(now)
+
+    def on_poll_result(
+        self,
+        poll: Poll,
+        head_hash: str,
+        header: Header | None,
+        now: float,
+        *,
+        latency_s: float | None = None,
+    ) -> None:
+        """Answer to a :class:`Poll`: the head hash, and its header unless it was the known one."""
+        inflight = self._poll
+        if inflight is None or inflight.read != poll:
+            return
+        self._poll = None
+        number = self._read_head(poll, head_hash, header, now, latency_s)
+        if number is not None:
+            self._phase_update(number, inflight)
+        self._step(now)
+
+    def on_probe_result(
+        self,
+        probe: Probe,
+        head_hash: str,
+        header: Header | None,
+        now: float,
+        *,
+        latency_s: float | None = None,
+    ) -> None:
+        """Answer to a :class:`Probe`: stale socket vs stalled chain, or an endpoint's lag."""
+        if probe.purpose == "health":
+            inflight = self._health.get(probe.endpoint)
+            if inflight is None or inflight.read != probe:
+                return
+            del self._health[probe.endpoint]
+            self.probes["health"] += 1
+            number = self._read_head(probe, head_hash, header, now, latency_s)
+            if number is not None:
+                self._check_lag(probe.endpoint, number, now)
+        else:
+            if self._probe is None or self._probe.read != probe:
+                return
+            sent_at = self._probe.sent_at
+            self._probe = None
+            number = self._read_head(probe, head_hash, header, now, latency_s)
+            if number is not None:
+                self._decide_silence(number, sent_at, now)
+        self._step(now)
+
+    def on_range_result(
+        self,
+        fetch: FetchRange,
+        hashes: Sequence[str | None],
+        headers: Sequence[Header | None],
+        now: float,
+        *,
+        latency_s: float | None = None,
+    ) -> None:
+        """Answer to a :class:`FetchRange`: listed hashes by number and their headers, aligned."""
+        if self._range != fetch:
+            return
+        self._range = None
+        ep = fetch.endpoint
+        if fetch.transport == "http":
+            self._http_success(ep, latency_s, now)
+        before = self._merge.last
+        check = self._merge.offer_range(
+            fetch.start, hashes, headers, endpoint=ep, received_at=now + self._wall_offset_s
+        )
+        if check.invalid_reason is not None:
+            self._lie(ep, f"backfill failed verification: {check.invalid_reason}", now)
+        if check.unknown_from is not None:
+            # The endpoint does not know these numbers yet; ask someone else (or later).
+            self._ranking.record_head(ep, check.unknown_from - 1, now)
+        self._absorb(now)
+        if self._merge.last == before:
+            # No progress (nobody has these numbers yet, or they were wrong): wait, longer
+            # each time, up to a deadline, so a start below a pruned node's history does not
+            # turn into a request storm.
+            self._range_stalls += 1
+            growth = 2 ** min(self._range_stalls, 6)
+            wait = self.config.range_retry * self._clock.interval_s * growth
+            self._range_retry_at = now + min(wait, self._clock.deadline_s * 4)
+        else:
+            self._range_stalls = 0
+        self._step(now)
+
+    def on_failure(
+        self,
+        action: Action,
+        reason: str,
+        now: float,
+        *,
+        status: int | None = None,
+        lied: bool = False,
+    ) -> None:
+        """An action failed (refused, timed out, HTTP 429/5xx, JSON-RPC error, bad answer).
+
+        ``lied=True``: the endpoint served data that contradicts itself (a header that does not
+        hash to the hash it was asked for); it is quarantined on top of the failure.
+        """
+        if status is not None and str(status) not in reason:
+            reason = f"{reason} (HTTP {status})"
+        if lied and isinstance(action, Poll | Probe | FetchRange):
+            self._lie(action.endpoint, f"served inconsistent data: {reason}", now)
+        if isinstance(action, Connect | Subscribe):
+            if self._is_current(action.endpoint, action.attempt, *_LIVE_STATES):
+                kind = "connect_failed" if isinstance(action, Connect) else "subscribe_failed"
+                self._socket_failed(
+                    now, f"{kind.replace('_', ' ')}: {reason}", kind=kind,
+                    close=isinstance(action, Subscribe),
+                )
+        elif isinstance(action, Poll):
+            if self._poll is not None and self._poll.read == action:
+                self._poll = None
+                self._http_failure(action.endpoint, reason, now)
+        elif isinstance(action, Probe):
+            self._probe_failed(action, reason, now)
+        elif isinstance(action, FetchRange):
+            if self._range == action:
+                self._range = None
+                retry_at = now + self.config.range_retry * self._clock.interval_s
+                if action.transport == "http":
+                    http_retry_at = self._ranking.record_http_failure(action.endpoint, now)
+                    retry_at = min(retry_at, http_retry_at)
+                self._range_retry_at = retry_at
+        self._step(now)
+
+    def on_malformed(self, endpoint: str, now: float) -> None:
+        """A frame from ``endpoint`` was rejected by the codec or RPC layer: count it, go on."""
+        del endpoint, now
+        self.malformed_frames += 1
+
+    def request_reconnect(self, reason: str, now: float) -> None:
+        """Recycle the socket at once (an operator asked, or the driver knows better)."""
+        if self._modes is None:
+            return
+        if self._sock is SocketState.IDLE:
+            self._reconnect_at = now
+        else:
+            self._drop_socket(now, f"reconnect requested: {reason}", kind="reconnect_requested",
+                              close=True, immediate=True, failed=False)
+        self._step(now)
+
+    def on_timer(self, now: float) -> None:
+        """Time passed: start whatever became due (polls, probes, reconnects, backfill)."""
+        if self._modes is not None:
+            self._step(now)
+
+    # ------------------------------------------------------------------ the controller
+
+    def _step(self, now: float) -> None:
+        modes = self._modes
+        if modes is None:
+            return
+        cfg = self.config
+        # 1. A socket on a quarantined endpoint moves to a better one, if there is one.
+        if self._sock is not SocketState.IDLE and self._sock_ep is not None:
+            health = self._ranking[self._sock_ep]
+            if health.is_quarantined(now) and self._ranking.usable_count(now) > 0:
+                self._drop_socket(
+                    now, f"endpoint {self._sock_ep} quarantined ({health.quarantine_reason})",
+                    kind="endpoint_quarantined", close=True, immediate=True, failed=False,
+                )
+        # 2. The socket: one attempt at a time, when its backoff allows.
+        if (
+            self._sock is SocketState.IDLE
+            and self._reconnect_at is not None
+            and now >= self._reconnect_at
+        ):
+            self._connect(now)
+        # 3. Backfill by number, one range at a time, avoiding endpoints that got it wrong.
+        range_due = self._range_due()
+        if range_due is not None and now >= range_due:
+            gap = self._merge.gap(chunk=cfg.range_chunk)
+            assert gap is not None
+            ep, transport = self._range_source(gap[0], now)
+            suspects = self._suspects.get(gap[0])
+            purpose = "verify" if suspects else "start" if self._merge.last is None else "backfill"
+            self._range = FetchRange(gap[0], gap[1], ep, self._next_seq(), purpose, transport)
+            self.requests["range"] += 1
+            self._out_actions.append(self._range)
+        # 4. Phase-locked polling (socket down) or a hedge (socket up, block late).
+        poll_due = self._poll_due()
+        if poll_due is not None and now >= poll_due:
+            purpose = "hedge" if self._sock is SocketState.HEALTHY else "poll"
+            poll = Poll(self._http_endpoint(now), self._next_seq(), *self._known(), purpose=purpose)
+            self._poll = _Inflight(poll, now, self._poll_target)
+            self._poll_asap = False
+            self.requests[purpose] += 1
+            self._out_actions.append(poll)
+        # 5. A silent socket gets one probe per deadline.
+        silence_due = self._silence_due()
+        if silence_due is not None and now >= silence_due:
+            probe = Probe(self._http_endpoint(now), self._next_seq(), *self._known(),
+                          purpose="silence")
+            self._probe = _Inflight(probe, now, None)
+            self.requests["probe"] += 1
+            self._out_actions.append(probe)
+        # 6. With several endpoints, look at the idle ones now and then (lag, liveness).
+        if len(self._ranking.labels) > 1 and now >= self._health_next_at:
+            self._health_next_at = now + cfg.health_check_interval_s
+            for ep in self._ranking.labels:
+                if ep == self.socket_endpoint or ep in self._health:
+                    continue
+                if self._ranking[ep].http_retry_at > now:
+                    continue
+                probe = Probe(ep, self._next_seq(), purpose="health")
+                self._health[ep] = _Inflight(probe, now, None)
+                self.requests["health"] += 1
+                self._out_actions.append(probe)
+        # 7. Starting ends when the socket proves itself, something fails, or a deadline passes.
+        if modes.mode is Mode.STARTING and now >= self._started_at + self._clock.deadline_s:
+            self._refresh_mode(now, "no socket block within the first deadline",
+                               kind="start_timeout")
+
+    def _known(self) -> tuple[int | None, str | None]:
+        if self._head_known is None:
+            return None, None
+        return self._head_known
+
+    # ------------------------------------------------------------------ due times
+
+    def _poll_due(self) -> float | None:
+        """When the poller (or the hedge) should ask next; None if it should not."""
+        if self._modes is None or self._poll is not None:
+            return None
+        ready_at = self._http_ready_at()
+        if self._poll_asap:
+            return ready_at
+        cfg = self.config
+        streaming = self._sock is SocketState.HEALTHY
+        if streaming and (not cfg.hedge or self.finality_stalled):
+            return None  # a halted chain is watched by the silence probe alone
+        target = self._sync_poll_target()
+        expected = None if target is None else self._clock.expected_at(target)
+        if expected is None:
+            return ready_at  # nothing known yet: ask now
+        interval = self._clock.interval_s
+        margin = cfg.hedge_margin if streaming else cfg.poll_margin
+        if self._poll_misses == 0:
+            due = expected + margin * interval
+        elif streaming and not self._socket_behind:
+            # A trusted socket that is on time brings a late block itself: one hedge per slot.
+            slot = int(max(0.0, self._poll_last_miss_at - expected) // interval)
+            due = expected + (slot + 1 + margin) * interval
+        else:
+            due = self._retry_due(expected, self._poll_last_miss_at, margin)
+        if streaming:
+            silence_due = self._silence_due()
+            if silence_due is not None and due >= silence_due:
+                return None  # the silence probe decides first; no hedging into a halt
+        return max(due, ready_at)
+
+    def _retry_due(self, expected: float, missed_at: float, margin: float) -> float:
+        """Next ask after a miss: quick retries in the block's own slot, then once per slot.
+
+        Within ``poll_late_window x T`` of when it was due the block is probably just late:
+        retry every ``poll_retry x T``. Later, GRANDPA most likely holds it to finalize it with
+        the next ones: ask just after each following slot, and once more ``poll_retry x T``
+        later. Once nothing came for ``poll_slow_after_blocks`` slots the chain is halted: ask
+        every ``poll_retry_growth x lateness``, at most a deadline apart.
+        """
+        cfg = self.config
+        interval = self._clock.interval_s
+        lateness = max(0.0, missed_at - expected)
+        if lateness >= cfg.poll_slow_after_blocks * interval:
+            retry = max(cfg.poll_retry * interval, cfg.poll_retry_growth * lateness)
+            return missed_at + min(retry, self._clock.deadline_s)
+        slot = int(lateness // interval)
+        into_slot = lateness - slot * interval
+        window = cfg.poll_late_window if slot == 0 else 1.5 * cfg.poll_retry
+        if into_slot < window * interval:
+            return missed_at + cfg.poll_retry * interval
+        due = expected + (slot + 1 + margin) * interval
+        return max(due, missed_at + cfg.poll_retry * interval)
+
+    def _silence_due(self) -> float | None:
+        if self._sock not in _OPEN_STATES or self._probe is not None:
+            return None
+        return max(self._silence_base + self._clock.deadline_s, self._http_ready_at())
+
+    def _range_due(self) -> float | None:
+        if self._range is not None or self._merge.gap(chunk=self.config.range_chunk) is None:
+            return None
+        if self._socket_can_fetch(None):
+            return self._range_retry_at  # the open socket can fetch while HTTP backs off
+        return max(self._range_retry_at, self._http_ready_at())
+
+    def _socket_can_fetch(self, start: int | None) -> bool:
+        if self._sock not in _OPEN_STATES or self._sock_ep is None:
+            return False
+        return start is None or self._sock_ep not in self._suspects.get(start, {})
+
+    def _http_ready_at(self) -> float:
+        """Earliest time some endpoint's HTTP side may be used (HTTP backoff)."""
+        return min(self._ranking[ep].http_retry_at for ep in self._ranking.labels)
+
+    def _http_endpoint(self, now: float) -> str:
+        label, _ = self._ranking.best_http(now)
+        assert label is not None  # Ranking is never empty
+        return label
+
+    def _range_source(self, start: int, now: float) -> tuple[str, str]:
+        """Where to backfill from ``start``: the best HTTP endpoint that is ready, did not get
+        ``start`` wrong and is known to have it; else the open socket (HTTP backing off);
+        else the best HTTP endpoint at all."""
+        suspects = set(self._suspects.get(start, {}))
+        behind = {
+            ep for ep in self._ranking.labels
+            if (head := self._ranking[ep].head_number) is not None and head < start
+        }
+        for exclude in (suspects | behind, suspects):
+            ep, at = self._ranking.best_http(now, exclude=exclude)
+            if ep is not None and at <= now:
+                return ep, "http"
+        if self._socket_can_fetch(start) and self._sock_ep is not None:
+            return self._sock_ep, "ws"
+        return self._http_endpoint(now), "http"
+
+    def _sync_poll_target(self) -> int | None:
+        """The poller waits for the number after the highest one known from any source."""
+        best = self._merge.best_known
+        last = self._merge.last
+        tops = [x for x in (best, last[0] if last else None) if x is not None]
+        if not tops:
+            return None
+        if self._poll_target is None or self._poll_target <= max(tops):
+            self._poll_target = max(tops) + 1
+            self._poll_misses = 0
+        return self._poll_target
+
+    # ------------------------------------------------------------------ socket helpers
+
+    def _is_current(self, endpoint: str, attempt: int | None, *states: SocketState) -> bool:
+        if self._sock not in states or endpoint != self._sock_ep:
+            return False
+        return attempt is None or attempt == self._attempt
+
+    def _connect(self, now: float) -> None:
+        ep = self._ranking.best(now)
+        assert ep is not None
+        self._attempt += 1
+        self._sock = SocketState.CONNECTING
+        self._sock_ep = ep
+        self._reconnect_at = None
+        self.connects += 1
+        if self.connects > 1:
+            self.reconnects += 1
+            self._emit(FeedEvent(
+                kind="reconnect", at=now, reason=f"socket attempt {self._attempt}",
+                endpoint=ep, details={"attempt": self._attempt},
+            ))
+        self._out_actions.append(Connect(ep, self._attempt))
+
+    def _socket_failed(self, now: float, reason: str, *, kind: str, close: bool) -> None:
+        """A proven socket is reopened at once; an unproven one only after backoff."""
+        immediate = self._sock is SocketState.HEALTHY
+        self._drop_socket(now, reason, kind=kind, close=close, immediate=immediate, failed=True)
+
+    def _drop_socket(
+        self, now: float, reason: str, *, kind: str, close: bool, immediate: bool, failed: bool
+    ) -> None:
+        ep = self._sock_ep
+        if close and ep is not None:
+            self._out_actions.append(CloseSocket(ep, self._attempt, reason))
+        if failed and ep is not None:
+            self._ranking.record_ws_failure(ep)
+            self._socket_ever_failed = True
+        was_healthy = self._sock is SocketState.HEALTHY
+        self._sock = SocketState.IDLE
+        if immediate:
+            self._backoff = self._backoff_factory()
+            self._reconnect_at = now
+        else:
+            self._reconnect_at = now + max(0.0, next(self._backoff))
+        if was_healthy:
+            self._poll_asap = True  # the next block must not wait for a new socket
+        self._refresh_mode(now, reason, kind=kind)
+
+    def _decide_silence(self, head_number: int, sent_at: float, now: float) -> None:
+        """The probe's verdict: the chain moved (stale socket) or did not (stall, not our fault).
+
+        No verdict if the socket spoke while the probe was on its way: it is not silent.
+        """
+        self._silence_base = max(now, self._silence_base)
+        if self._sock not in _OPEN_STATES or self._ws_activity_at > sent_at:
+            return
+        reference = self._ws_high if self._ws_high is not None else self._ws_ref
+        silent_s = now - self._ws_activity_at
+        if reference is None or head_number > reference:
+            self.probes["stale"] += 1
+            self._socket_failed(
+                now,
+                f"socket silent for {silent_s:.2f}s while the chain moved to #{head_number}: stale",
+                kind="socket_stale",
+                close=True,
+            )
+        else:
+            self.probes["not_moved"] += 1
+
+    def _probe_failed(self, probe: Probe, reason: str, now: float) -> None:
+        if probe.purpose == "health":
+            inflight = self._health.get(probe.endpoint)
+            if inflight is not None and inflight.read == probe:
+                del self._health[probe.endpoint]
+                self._ranking.record_http_failure(probe.endpoint, now)
+                self.probes["health_failed"] += 1
+            return
+        if self._probe is None or self._probe.read != probe:
+            return
+        sent_at = self._probe.sent_at
+        self._probe = None
+        self._silence_base = max(now, self._silence_base)
+        self.probes["failed"] += 1
+        self._ranking.record_http_failure(probe.endpoint, now)
+        self._http_ok = False
+        if self._sock is SocketState.HEALTHY and self._ws_activity_at <= sent_at:
+            # Nothing answers with blocks: the node or the network is down. The socket is no
+            # longer trusted, but it is not closed here: if it is dead, keepalive closes it; if
+            # it was only quiet, its next block restores streaming with no reconnect at all.
+            self._sock = SocketState.SUBSCRIBED
+            self._ws_ref = self._ws_high
+        self._refresh_mode(
+            now,
+            f"socket silent for {now - self._ws_activity_at:.2f}s and HTTP fails too "
+            f"({reason}): node or network down",
+            kind="node_unreachable",
+        )
+
+    # ------------------------------------------------------------------ HTTP head reads
+
+    def _read_head(
+        self, read: HeadRead, head_hash: str, header: Header | None, now: float,
+        latency_s: float | None,
+    ) -> int | None:
+        """Common part of poll and probe answers; returns the head number, None if unusable."""
+        ep = read.endpoint
+        head_hash = head_hash.lower()
+        if header is None:
+            if read.known_number is None or head_hash != read.known_hash:
+                self._http_failure(ep, "head read came back without a header", now)
+                return None
+            self._http_success(ep, latency_s, now)
+            self._ranking.record_head(ep, read.known_number, now)
+            self._check_stall(now)
+            return read.known_number
+        computed = block_hash(header)
+        if computed != head_hash:
+            self._http_failure(ep, "finalized head header does not match its hash", now)
+            self._lie(ep, "served a finalized head whose header does not hash to it", now)
+            return None
+        self._http_success(ep, latency_s, now)
+        self._ranking.record_head(ep, header.number, now)
+        candidate = Candidate(
+            header, computed, Source.POLL, ep, now + self._wall_offset_s, confirmed=True
+        )
+        if self._merge.offer(candidate) == OfferOutcome.HELD:
+            self._note_head(header.number, computed, now)
+            if isinstance(read, Poll) and read.purpose == "hedge":
+                self._socket_behind = True  # HTTP had a block the socket had not brought
+        elif self._head_known is None or header.number >= self._head_known[0]:
+            self._head_known = (header.number, computed)
+        self._absorb(now)
+        self._check_stall(now)
+        return header.number
+
+    def _phase_update(self, head_number: int, inflight: _Inflight) -> None:
+        """Learn the chain's phase from a poll: a miss bounds it from below, a hit from above."""
+        target, sent_at = inflight.target, inflight.sent_at
+        if target is not None and head_number < target:
+            if self._poll_target == target:
+                self._poll_misses += 1
+                self._poll_last_miss_at = sent_at
+            return
+        interval = self._clock.interval_s
+        bracketed = (
+            self._poll_misses > 0
+            and target is not None
+            and self._poll_target == target
+            and sent_at - self._poll_last_miss_at <= 1.5 * self.config.poll_retry * interval
+        )
+        if bracketed:
+            # Appeared between the last miss and this hit, a short retry apart: a measurement.
+            self._clock.observe(head_number, (self._poll_last_miss_at + sent_at) / 2)
+            self._first_try_hits = 0
+        else:
+            self._first_try_hits += 1
+            expected = self._clock.expected_at(head_number)
+            # Pull on every other first-try hit, harder after long runs (startup, drift).
+            hits = self._first_try_hits
+            pull = 0.0 if hits % 2 else self.config.phase_pull * interval * 2 ** min(hits // 4, 2)
+            base = sent_at if expected is None else min(expected, sent_at)
+            anchor = self._clock.anchor
+            if anchor is None or head_number >= anchor[0]:
+                self._clock.shift_anchor(head_number, base - pull)
+        self._poll_misses = 0
+        self._poll_target = head_number + 1
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _note_head(self, number: int, hash_: str, now: float) -> None:
+        if self._head_known is None or number >= self._head_known[0]:
+            self._head_known = (number, hash_)
+        if self._best_seen is None or number > self._best_seen:
+            self._best_seen = number
+            self._progress_at = now
+
+    def _absorb(self, now: float) -> list[Rejection]:
+        """Collect the merge's deliveries and rejections after an offer."""
+        blocks = self._merge.drain()
+        rejected = self._merge.rejections()
+        for rejection in rejected:
+            self._suspects.setdefault(rejection.number, {})[rejection.endpoint] = rejection.hash
+            self._emit(FeedEvent(
+                kind="verification_failed", at=now, reason=rejection.reason,
+                endpoint=rejection.endpoint,
+                details={"number": rejection.number, "hash": rejection.hash,
+                         "source": str(rejection.source)},
+            ))
+            delivered = self._merge.delivered_hash(rejection.number)
+            if delivered is not None:
+                self._resolve_suspects(rejection.number, delivered, now)
+        for block in blocks:
+            self.blocks_by_source[str(block.source)] += 1
+            self._resolve_suspects(block.number, block.hash, now)
+        self._out_blocks.extend(blocks)
+        if blocks and self._modes is not None:
+            self._ranking.best_number = blocks[-1].number
+            self._emit(self._modes.set_stalled(False, f"block #{blocks[-1].number} finalized",
+                                               now))
+            self._prune_suspects()
+        return rejected
+
+    def _resolve_suspects(self, number: int, good_hash: str, now: float) -> None:
+        """A verified hash for ``number`` is known: whoever claimed another one lied."""
+        claims = self._suspects.pop(number, None)
+        for ep, claimed in (claims or {}).items():
+            if claimed != good_hash:
+                self._quarantine(ep, f"served a block #{number} that contradicts the verified "
+                                     "chain", now)
+
+    def _prune_suspects(self) -> None:
+        last = self._merge.last
+        if last is not None:
+            for number in [n for n in self._suspects if n < last[0]]:
+                del self._suspects[number]
+
+    def _lie(self, endpoint: str, reason: str, now: float) -> None:
+        self._emit(FeedEvent(kind="verification_failed", at=now, reason=reason,
+                             endpoint=endpoint))
+        self._quarantine(endpoint, reason, now)
+
+    def _quarantine(self, endpoint: str, reason: str, now: float) -> None:
+        until = now + self.config.quarantine_s
+        if self._ranking.quarantine(endpoint, until, reason, now=now):
+            self._emit(FeedEvent(
+                kind="endpoint_quarantined", at=now, reason=reason, endpoint=endpoint,
+                details={"for_s": self.config.quarantine_s,
+                         "others_usable": self._ranking.usable_count(now)},
+            ))
+
+    def _check_lag(self, endpoint: str, number: int, now: float) -> None:
+        """Bench an endpoint whose head is far behind the chain already verified."""
+        last = self._merge.last
+        if last is None or len(self._ranking.labels) < 2:
+            return
+        lag = last[0] - number
+        if lag > self.config.lag_quarantine_blocks:
+            self._quarantine(
+                endpoint, f"finalized head #{number} is {lag} blocks behind #{last[0]}", now
+            )
+
+    def _check_stall(self, now: float) -> None:
+        """HTTP just confirmed the head; flag a stall if nothing new came for too long."""
+        if self._modes is None:
+            return
+        quiet_s = now - self._progress_at
+        if quiet_s >= self.config.stall_after_blocks * self._clock.interval_s:
+            self._emit(self._modes.set_stalled(
+                True, f"no block finalized for {quiet_s:.2f}s while connections are healthy", now
+            ))
+
+    def _http_success(self, endpoint: str, latency_s: float | None, now: float) -> None:
+        self._ranking.record_http_success(endpoint, latency_s)
+        if self._http_ok is not True:
+            self._http_ok = True
+            self._refresh_mode(now, f"HTTP answering on {endpoint}", kind="http_ok")
+
+    def _http_failure(self, endpoint: str, reason: str, now: float) -> None:
+        self._ranking.record_http_failure(endpoint, now)
+        self._http_ok = False
+        self._refresh_mode(now, f"HTTP failing on {endpoint}: {reason}", kind="http_failed")
+
+    def _refresh_mode(self, now: float, reason: str, *, kind: str) -> None:
+        modes = self._modes
+        if modes is None:
+            return
+        if self._sock is SocketState.HEALTHY:
+            target = Mode.STREAMING
+        elif modes.mode is Mode.STARTING and not self._start_settled(now):
+            return
+        elif self._http_ok is False:
+            target = Mode.DISCONNECTED
+        else:
+            target = Mode.POLLING
+        self._emit(modes.set(target, reason, now, kind=kind))
+
+    def _start_settled(self, now: float) -> bool:
+        if self._socket_ever_failed or self._http_ok is False:
+            return True
+        return now >= self._started_at + self._clock.deadline_s
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _emit(self, event: FeedEvent | None) -> None:
+        if event is not None:
+            self._out_events.append(event)

@@ -1,0 +1,824 @@
+"""BlockFeed: the asyncio driver around the sans-I/O :class:`~blockfeed.core.Follower`.
+
+The feed *holds* a follower (it does not inherit from it) and does three things only:
+
+1. performs the follower's actions on the network (``rpc.WsRpc`` for the socket,
+   ``rpc.HttpRpc`` for polls, probes and backfills), reporting every outcome back to it;
+2. calls ``on_timer`` at ``next_deadline()`` (one timer task);
+3. hands delivered blocks to subscribers (each with its own bounded queue) and then moves the
+   checkpoint in the store.
+
+One ``asyncio.TaskGroup`` owns the socket session, the HTTP requests, the timer, the checkpoint
+writer and the callback subscribers, so nothing is left running when ``async with feed`` exits;
+the final checkpoint write is shielded from cancellation. Every follower call happens on the
+event loop, immediately followed by :meth:`_pump`, so the follower is never re-entered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+from blockfeed.codec import header_from_json
+from blockfeed.core import (
+    CloseSocket,
+    Connect,
+    FetchRange,
+    Follower,
+    FollowerConfig,
+    Poll,
+    Probe,
+    Subscribe,
+)
+from blockfeed.core.actions import Action
+from blockfeed.errors import (
+    BlockfeedError,
+    ConfigError,
+    MalformedFrame,
+    RpcError,
+    RpcTransportError,
+    StoreError,
+    VerificationError,
+)
+from blockfeed.feed.endpoints import Endpoint, build_endpoints, network_url
+from blockfeed.feed.logs import FeedLog
+from blockfeed.feed.status import FeedStatus
+from blockfeed.feed.subscribers import DEFAULT_MAXSIZE, FeedSubscription
+from blockfeed.rpc import HttpRpc, WsRpc, methods
+from blockfeed.store import CheckpointStore
+from blockfeed.types import Block, FeedEvent, Header, Mode
+
+logger = logging.getLogger("blockfeed")
+
+DEFAULT_BLOCK_TIME_S = 12.0
+DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_STARTUP_TIMEOUT_S = 10.0
+DEFAULT_MAX_FRAME_BYTES = 2**20
+CLOSE_TIMEOUT_CAP_S = 2.0
+"""A half-open socket never answers the close handshake; do not wait on it for long."""
+RECENT_EVENTS_KEPT = 50
+RECENT_BLOCKS_KEPT = 1024
+GENESIS_RETRY_CAP_S = 10.0
+FINALIZED_HEADS = ("chain_subscribeFinalizedHeads", "chain_finalizedHead",
+                   "chain_unsubscribeFinalizedHeads")
+
+BlockCallback = Callable[[Block], Any]
+EventHook = Callable[[FeedEvent], Any]
+
+
+class _Stop(Exception):
+    """Raised inside the task group to cancel every child on a normal stop."""
+
+
+class _SocketRun:
+    """The driver's side of one socket attempt."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.subscribe = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.ws: WsRpc | None = None
+
+
+def _default_timeout(block_time_s: float, *, low: float, high: float, factor: float) -> float:
+    return min(high, max(low, factor * block_time_s))
+
+
+class BlockFeed:
+    """Every finalized block, exactly once, in order, parent-linked, through any fault.
+
+    ::
+
+        async with BlockFeed(["wss://entrypoint-finney.opentensor.ai:443"]) as feed:
+            async for block in feed:
+                print(block.number, block.hash, block.source)
+
+    ``endpoints`` are WebSocket URLs in order of preference; each one's HTTP twin is derived
+    (``ws`` -> ``http``, ``wss`` -> ``https``, same host, port and path) unless ``http_endpoints``
+    gives it. With a ``store``, the feed binds it to the chain, resumes at checkpoint + 1 (unless
+    ``start_at`` is given) and moves the checkpoint once every subscriber has been handed a block.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        start_at: int | None = None,
+        store: CheckpointStore | None = None,
+        block_time_s: float = DEFAULT_BLOCK_TIME_S,
+        epoch_length: int = DEFAULT_EPOCH_LENGTH,
+        http_endpoints: Sequence[str | None] | None = None,
+        hedge: bool = True,
+        subscriber_maxsize: int = DEFAULT_MAXSIZE,
+        reconnect_initial_s: float = 0.5,
+        reconnect_cap_s: float = 30.0,
+        http_retry_cap_s: float | None = None,
+        open_timeout_s: float | None = None,
+        http_timeout_s: float | None = None,
+        ping_interval_s: float | None = None,
+        ping_timeout_s: float | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        range_chunk: int = 500,
+        quarantine_s: float = 300.0,
+        lag_quarantine_blocks: int = 16,
+        health_check_interval_s: float = 30.0,
+        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+        emoji: bool | None = None,
+        log_blocks: bool = True,
+        follower_config: FollowerConfig | None = None,
+    ) -> None:
+        """Timeouts left as None scale with ``block_time_s`` (socket open and HTTP requests:
+        0.5 T within 1-10 s; pings: 1 T within 0.5-20 s; HTTP retry cap: 1 T within 1-10 s).
+
+        ``follower_config`` replaces every tuning value of the core at once (advanced use).
+        """
+        if isinstance(block_time_s, bool) or not block_time_s > 0:
+            raise ConfigError(f"block_time_s must be a positive number, got {block_time_s!r}")
+        if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length < 1:
+            raise ConfigError(f"epoch_length must be a positive integer, got {epoch_length!r}")
+        if start_at is not None and (
+            isinstance(start_at, bool) or not isinstance(start_at, int) or start_at < 0
+        ):
+            raise ConfigError(f"start_at must be a block number >= 0, got {start_at!r}")
+        if isinstance(subscriber_maxsize, bool) or subscriber_maxsize < 1:
+            raise ConfigError("subscriber_maxsize must be at least 1")
+        self._endpoints = build_endpoints(endpoints, http_endpoints)
+        self._by_label: dict[str, Endpoint] = {ep.label: ep for ep in self._endpoints}
+        self._start_at = start_at
+        self._store = store
+        self._block_time_s = float(block_time_s)
+        self._epoch_length = epoch_length
+        self._subscriber_maxsize = subscriber_maxsize
+        self._open_timeout_s = open_timeout_s or _default_timeout(
+            block_time_s, low=1.0, high=10.0, factor=0.5)
+        self._http_timeout_s = http_timeout_s or _default_timeout(
+            block_time_s, low=1.0, high=10.0, factor=0.5)
+        self._ping_interval_s = ping_interval_s or _default_timeout(
+            block_time_s, low=0.5, high=20.0, factor=1.0)
+        self._ping_timeout_s = ping_timeout_s or _default_timeout(
+            block_time_s, low=0.5, high=20.0, factor=1.0)
+        self._max_frame_bytes = max_frame_bytes
+        self._startup_timeout_s = startup_timeout_s
+        self._log_blocks = log_blocks
+        try:
+            self._config = follower_config or FollowerConfig(
+                block_time_s=block_time_s,
+                hedge=hedge,
+                reconnect_initial_s=reconnect_initial_s,
+                reconnect_cap_s=reconnect_cap_s,
+                http_retry_initial_s=min(0.2, block_time_s),
+                http_retry_cap_s=http_retry_cap_s or _default_timeout(
+                    block_time_s, low=1.0, high=10.0, factor=1.0),
+                range_chunk=range_chunk,
+                quarantine_s=quarantine_s,
+                lag_quarantine_blocks=lag_quarantine_blocks,
+                health_check_interval_s=health_check_interval_s,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._log = FeedLog(epoch_length=epoch_length, emoji=emoji)
+
+        # runtime state (created in __aenter__)
+        self._follower: Follower | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._save_wake: asyncio.Event | None = None
+        self._save_inflight: asyncio.Future[None] | None = None
+        self._http: dict[str, HttpRpc] = {}
+        self._sockets: dict[int, _SocketRun] = {}
+        self._iter_subs: weakref.WeakSet[FeedSubscription] = weakref.WeakSet()
+        self._callback_subs: dict[FeedSubscription, BlockCallback] = {}
+        self._callback_tasks_pending: list[FeedSubscription] = []
+        self._hooks: list[EventHook] = []
+        self._recent_blocks: deque[Block] = deque(maxlen=RECENT_BLOCKS_KEPT)
+        self._recent_events: deque[FeedEvent] = deque(maxlen=RECENT_EVENTS_KEPT)
+        self._unsaved: list[Block] = []
+        self._saved_through: int | None = None
+        self._last_block: Block | None = None
+        self._started_wall = time.time()
+        self._error: BaseException | None = None
+        self._sub_counter = 0
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def for_network(cls, name: str, **kwargs: Any) -> BlockFeed:
+        """A feed on a named Bittensor network: ``finney``, ``test``, ``archive`` or ``local``."""
+        return cls([network_url(name)], **kwargs)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def mode(self) -> Mode:
+        """Current mode."""
+        return Mode.STARTING if self._follower is None else self._follower.mode
+
+    @property
+    def endpoints(self) -> list[str]:
+        """Configured endpoints, as redacted labels."""
+        return [ep.label for ep in self._endpoints]
+
+    def subscribe(
+        self, callback: BlockCallback, *, name: str | None = None, maxsize: int | None = None
+    ) -> FeedSubscription:
+        """Call ``callback(block)`` (sync or async) for every block, in order, on its own queue.
+
+        A raising callback is logged and skipped; a callback that falls further behind than
+        the store can replay is stopped with an error log naming the block to resume from.
+        Returns the subscription; ``cancel()`` it to stop.
+        """
+        label = name or str(getattr(callback, "__name__", "callback"))
+        subscription = self._new_subscription(label, maxsize)
+        self._callback_subs[subscription] = callback
+        if self._tg is not None and self._follower is not None:
+            self._tg.create_task(self._run_callback(subscription, callback),
+                                 name=f"blockfeed-subscriber {subscription.name}")
+        else:
+            self._callback_tasks_pending.append(subscription)
+        return subscription
+
+    def blocks(self, *, name: str | None = None, maxsize: int | None = None) -> FeedSubscription:
+        """A new async iterator over blocks delivered from now on (what ``async for`` uses)."""
+        self._sub_counter += 1
+        subscription = self._new_subscription(name or f"iterator-{self._sub_counter}", maxsize)
+        self._iter_subs.add(subscription)
+        return subscription
+
+    def __aiter__(self) -> FeedSubscription:
+        return self.blocks()
+
+    def add_event_hook(self, hook: EventHook) -> None:
+        """Call ``hook(event)`` (sync or async) for every :class:`FeedEvent`; errors are logged."""
+        self._hooks.append(hook)
+
+    def request_reconnect(self, reason: str = "requested") -> None:
+        """Recycle the socket now (e.g. an operator's request)."""
+        self._call(lambda now, f: f.request_reconnect(reason, now))
+
+    def status(self) -> FeedStatus:
+        """A frozen snapshot: mode, last block, time per mode, counters, endpoint health."""
+        follower = self._follower
+        now_wall = time.time()
+        last = self._last_block
+        subscribers = len(self._iter_subs) + len(self._callback_subs)
+        if follower is None:
+            return FeedStatus(
+                mode=Mode.STARTING, finality_stalled=False, endpoint=None, last_block=last,
+                last_block_age_s=None if last is None else max(0.0, now_wall - last.received_at),
+                started_at=self._started_wall,
+                mode_seconds={"starting": max(0.0, now_wall - self._started_wall)},
+                reconnects=0, blocks_by_source={}, transitions={}, probes={},
+                malformed_frames=0,
+                block_interval_s=self._block_time_s,
+                endpoints=[{"endpoint": ep.label} for ep in self._endpoints],
+                subscribers=subscribers, recent_events=list(self._recent_events),
+                error=None if self._error is None else str(self._error),
+            )
+        now = self._now()
+        return FeedStatus(
+            mode=follower.mode,
+            finality_stalled=follower.finality_stalled,
+            endpoint=follower.socket_endpoint,
+            last_block=last,
+            last_block_age_s=None if last is None else max(0.0, now_wall - last.received_at),
+            started_at=self._started_wall,
+            mode_seconds=follower.mode_seconds(now),
+            reconnects=follower.reconnects,
+            blocks_by_source=dict(follower.blocks_by_source),
+            transitions=follower.transitions(),
+            probes=dict(follower.probes),
+            malformed_frames=follower.malformed_frames,
+            block_interval_s=follower.block_interval_s,
+            endpoints=follower.ranking.snapshot(now),
+            subscribers=subscribers,
+            recent_events=list(self._recent_events),
+            requests=dict(follower.requests),
+            error=None if self._error is None else str(self._error),
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> BlockFeed:
+        if self._runner is not None:
+            raise RuntimeError("this BlockFeed was already started; create a new one")
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._save_wake = asyncio.Event()
+        self._started_wall = time.time()
+        self._http = {
+            ep.label: HttpRpc(ep.http_url, timeout_s=self._http_timeout_s)
+            for ep in self._endpoints
+        }
+        self._log.starting(self.endpoints)
+        self._runner = asyncio.create_task(self._run(), name="blockfeed-feed")
+        ready = asyncio.create_task(self._ready.wait())
+        try:
+            await asyncio.wait({ready, self._runner}, timeout=self._startup_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self._runner.done():
+            await self._runner
+            if self._error is not None:
+                raise self._error
+        elif not self._ready.is_set():
+            logger.warning("feed not started within %.1fs (still fetching the chain's genesis); "
+                           "continuing in the background", self._startup_timeout_s)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+        if exc_type is None and self._error is not None:
+            raise self._error
+
+    async def aclose(self) -> None:
+        """Stop every task, close every connection, write the final checkpoint."""
+        runner = self._runner
+        if runner is None or self._stop is None:
+            return
+        self._stop.set()
+        try:
+            await asyncio.shield(runner)
+        except asyncio.CancelledError:
+            if not runner.done():
+                await asyncio.wait({runner})  # finish cleanup, then let the cancel through
+            raise
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        try:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    self._tg = tg
+                    tg.create_task(self._main(), name="blockfeed-main")
+                    await self._stop.wait()
+                    raise _Stop
+            except* _Stop:
+                pass
+        except BaseException as exc:  # the feed failed (e.g. StoreError); record and report
+            self._error = _first_leaf(exc)
+            if isinstance(self._error, asyncio.CancelledError):
+                self._error = None
+            else:
+                logger.error("block feed failed: %s", self._error)
+        finally:
+            self._tg = None
+            await asyncio.shield(self._final_checkpoint())
+            for http in self._http.values():
+                try:
+                    await http.aclose()
+                except Exception:  # closing must not hide the real outcome
+                    logger.debug("closing an HTTP client failed", exc_info=True)
+            for subscription in [*self._iter_subs, *self._callback_subs]:
+                subscription.close(self._error)
+            self._log.stopped(self._last_block)
+
+    async def _main(self) -> None:
+        """Bind the store, build the follower, then run the timer and the checkpoint writer."""
+        anchor: tuple[int, str] | None = None
+        start_number = self._start_at
+        if self._store is not None:
+            genesis = await self._fetch_genesis()
+            store = self._store
+            await asyncio.to_thread(store.bind_chain, genesis)
+            checkpoint = await asyncio.to_thread(store.checkpoint)
+            if start_number is None and checkpoint is not None:
+                anchor = checkpoint
+                logger.info("resuming after checkpoint #%d", checkpoint[0])
+        loop = asyncio.get_running_loop()
+        follower = Follower(
+            [ep.label for ep in self._endpoints],
+            config=self._config,
+            start_number=start_number,
+            anchor=anchor,
+            wall_offset_s=time.time() - loop.time(),
+        )
+        self._follower = follower
+        assert self._tg is not None and self._ready is not None
+        tg = self._tg
+        for subscription in self._callback_tasks_pending:
+            callback = self._callback_subs.get(subscription)
+            if callback is not None:
+                tg.create_task(self._run_callback(subscription, callback),
+                               name=f"blockfeed-subscriber {subscription.name}")
+        self._callback_tasks_pending.clear()
+        follower.start(self._now())
+        self._pump()
+        self._ready.set()
+        tg.create_task(self._timer_loop(), name="blockfeed-timer")
+        tg.create_task(self._checkpoint_loop(), name="blockfeed-checkpoint")
+
+    async def _fetch_genesis(self) -> str:
+        """The chain's genesis hash from any endpoint (HTTP), retried with backoff."""
+        attempt = 0
+        while True:
+            for ep in self._endpoints:
+                try:
+                    return await methods.get_genesis_hash(self._http[ep.label])
+                except (RpcError, MalformedFrame) as exc:
+                    logger.warning("cannot read the genesis hash from %s: %s", ep.label, exc)
+            attempt += 1
+            await asyncio.sleep(min(GENESIS_RETRY_CAP_S, 0.2 * 2**attempt))
+
+    # ------------------------------------------------------------------ the follower's clock
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _timer_loop(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        while True:
+            follower = self._follower
+            assert follower is not None
+            deadline = follower.next_deadline()
+            delay = None if deadline is None else deadline - self._now()
+            wake.clear()
+            if delay is None or delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
+                except TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)
+            self._call(lambda now, f: f.on_timer(now))
+
+    def _call(self, fn: Callable[[float, Follower], None]) -> None:
+        """Run one follower input now, then act on its outputs."""
+        follower = self._follower
+        if follower is None:
+            return
+        fn(self._now(), follower)
+        self._pump()
+
+    def _pump(self) -> None:
+        follower = self._follower
+        if follower is None:
+            return
+        for event in follower.events():
+            self._emit_event(event)
+        blocks = follower.deliverable()
+        if blocks:
+            self._deliver(blocks)
+        for action in follower.actions():
+            self._execute(action)
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ actions
+
+    def _execute(self, action: Action) -> None:
+        tg = self._tg
+        if tg is None:
+            return
+        if isinstance(action, Connect):
+            run = _SocketRun(action.endpoint)
+            self._sockets[action.attempt] = run
+            run.task = tg.create_task(self._socket_session(action, run),
+                                      name=f"blockfeed-socket {action.attempt}")
+        elif isinstance(action, Subscribe):
+            socket_run = self._sockets.get(action.attempt)
+            if socket_run is not None:
+                socket_run.subscribe.set()
+        elif isinstance(action, CloseSocket):
+            socket_run = self._sockets.pop(action.attempt, None)
+            if socket_run is not None and socket_run.task is not None:
+                socket_run.task.cancel()
+        elif isinstance(action, Poll | Probe):
+            tg.create_task(self._head_read(action), name=f"blockfeed-{action.purpose}")
+        elif isinstance(action, FetchRange):
+            tg.create_task(self._fetch_range(action), name="blockfeed-range")
+
+    def _fail(self, action: Action, exc: BaseException, *, lied: bool = False) -> None:
+        status = getattr(exc, "status", None)
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, MalformedFrame):
+            self._call(lambda now, f: f.on_malformed(getattr(action, "endpoint", ""), now))
+        self._call(lambda now, f: f.on_failure(action, reason, now, status=status, lied=lied))
+
+    async def _socket_session(self, action: Connect, run: _SocketRun) -> None:
+        """Open, subscribe, stream notifications into the follower, report the end."""
+        label, attempt = action.endpoint, action.attempt
+        endpoint = self._by_label[label]
+        ws: WsRpc | None = None
+        reason = "socket closed"
+        try:
+            try:
+                ws = await WsRpc.connect(
+                    endpoint.ws_url,
+                    open_timeout_s=self._open_timeout_s,
+                    ping_interval_s=self._ping_interval_s,
+                    ping_timeout_s=self._ping_timeout_s,
+                    close_timeout_s=min(CLOSE_TIMEOUT_CAP_S, self._open_timeout_s),
+                    max_frame_bytes=self._max_frame_bytes,
+                    on_malformed=lambda _reason: self._call(
+                        lambda now, f: f.on_malformed(label, now)),
+                )
+            except (BlockfeedError, OSError) as exc:
+                self._fail(action, exc)
+                return
+            run.ws = ws
+            self._call(lambda now, f: f.on_ws_connected(label, now, attempt=attempt))
+            await run.subscribe.wait()
+            method, notification, unsubscribe = FINALIZED_HEADS
+            try:
+                subscription = await ws.subscribe(
+                    method, [], notification=notification, unsubscribe=unsubscribe,
+                    timeout_s=self._http_timeout_s,
+                )
+            except (RpcError, MalformedFrame) as exc:
+                self._fail(Subscribe(label, attempt), exc)
+                return
+            self._call(lambda now, f: f.on_ws_subscribed(label, now, attempt=attempt))
+            try:
+                async for raw in subscription:
+                    try:
+                        header = header_from_json(raw)
+                    except MalformedFrame:
+                        self._call(lambda now, f: f.on_malformed(label, now))
+                        continue
+                    self._call(functools.partial(_ws_header, header, label, attempt))
+            except RpcError as exc:
+                reason = str(exc)
+            self._call(lambda now, f: f.on_ws_closed(label, reason, now, attempt=attempt))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not take the feed down: report a closed socket
+            logger.exception("socket session on %s failed unexpectedly", label)
+            detail = f"driver error: {type(exc).__name__}"
+            self._call(lambda now, f: f.on_ws_closed(label, detail, now, attempt=attempt))
+        finally:
+            if self._sockets.get(attempt) is run:
+                del self._sockets[attempt]
+            if ws is not None:
+                await asyncio.shield(_close_quietly(ws))
+
+    async def _head_read(self, action: Poll | Probe) -> None:
+        """``chain_getFinalizedHead`` (+ ``chain_getHeader`` unless the head is the known one)."""
+        http = self._http[action.endpoint]
+        started = self._now()
+        try:
+            head = await methods.get_finalized_head(http)
+            header = None
+            if head != action.known_hash:
+                header = await methods.get_header(http, head)
+        except VerificationError as exc:
+            self._fail(action, exc, lied=True)
+            return
+        except (RpcError, MalformedFrame) as exc:
+            self._fail(action, exc)
+            return
+        except Exception as exc:  # never let a poll take the feed down
+            logger.exception("HTTP read on %s failed unexpectedly", action.endpoint)
+            self._fail(action, exc)
+            return
+        latency = self._now() - started
+        if isinstance(action, Poll):
+            self._call(lambda now, f: f.on_poll_result(action, head, header, now,
+                                                       latency_s=latency))
+        else:
+            self._call(lambda now, f: f.on_probe_result(action, head, header, now,
+                                                        latency_s=latency))
+
+    def _open_socket_rpc(self, label: str) -> WsRpc | None:
+        for run in self._sockets.values():
+            if run.endpoint == label and run.ws is not None and not run.ws.closed:
+                return run.ws
+        return None
+
+    async def _fetch_range(self, action: FetchRange) -> None:
+        """Hashes of ``start..end`` in one call, then their headers in one batch (over HTTP, or
+        over the open socket while HTTP backs off)."""
+        rpc: methods.RpcCaller | None = self._http[action.endpoint]
+        if action.transport == "ws":
+            rpc = self._open_socket_rpc(action.endpoint)
+        started = self._now()
+        try:
+            if rpc is None:
+                raise RpcTransportError("the socket to fetch over is gone")
+            hashes = await methods.get_block_hashes(rpc, range(action.start, action.end + 1))
+            known: list[str] = []
+            for listed in hashes:
+                if listed is None:
+                    break
+                known.append(listed)
+            headers: list[Any] = await methods.get_headers(rpc, known) if known else []
+        except VerificationError as exc:
+            self._fail(action, exc, lied=True)
+            return
+        except (RpcError, MalformedFrame) as exc:
+            self._fail(action, exc)
+            return
+        except Exception as exc:
+            logger.exception("backfill from %s failed unexpectedly", action.endpoint)
+            self._fail(action, exc)
+            return
+        headers += [None] * (len(hashes) - len(headers))
+        latency = self._now() - started
+        self._call(lambda now, f: f.on_range_result(action, hashes, headers, now,
+                                                    latency_s=latency))
+
+    # ------------------------------------------------------------------ delivery
+
+    def _new_subscription(self, name: str, maxsize: int | None) -> FeedSubscription:
+        size = self._subscriber_maxsize if maxsize is None else maxsize
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"maxsize must be a positive integer, got {size!r}")
+        subscription = FeedSubscription(
+            name=name,
+            maxsize=size,
+            catch_up=self._catch_up,
+            last_delivered=lambda: None if self._last_block is None else self._last_block.number,
+            on_cancel=self._forget,
+            on_progress=self._wake_saver,
+        )
+        if self._runner is not None and self._runner.done():
+            subscription.close(self._error)
+        return subscription
+
+    def _wake_saver(self) -> None:
+        if self._save_wake is not None:
+            self._save_wake.set()
+
+    def _save_frontier(self) -> int | None:
+        """Highest number handed to every subscriber: the checkpoint may move up to it."""
+        owed = [
+            number for sub in [*self._iter_subs, *self._callback_subs]
+            if (number := sub.owed_from()) is not None
+        ]
+        if owed:
+            return min(owed) - 1
+        return None if self._last_block is None else self._last_block.number
+
+    def _forget(self, subscription: FeedSubscription) -> None:
+        self._iter_subs.discard(subscription)
+        self._callback_subs.pop(subscription, None)
+
+    def _deliver(self, blocks: list[Block]) -> None:
+        """Queue each block for every subscriber (never waiting); the checkpoint follows once
+    each subscriber has been handed it (see :meth:`_save_frontier`)."""
+        subscribers = [*self._iter_subs, *self._callback_subs]
+        for block in blocks:
+            if self._log_blocks:
+                self._log.block(block)
+            self._last_block = block
+            self._recent_blocks.append(block)
+            for subscription in subscribers:
+                was_behind = subscription.behind
+                subscription.push(block)
+                if subscription.behind and not was_behind:
+                    logger.warning(
+                        "subscriber %s fell %d blocks behind at #%d; it catches up from the "
+                        "store, or gets SubscriberLagged without one",
+                        subscription.name, subscription.queued, block.number,
+                    )
+        self._unsaved.extend(blocks)
+        if self._save_wake is not None:
+            self._save_wake.set()
+
+    async def _catch_up(self, start: int, limit: int) -> list[Block]:
+        """Consecutive blocks from ``start`` for a subscriber that fell behind (store + memory)."""
+        store = self._store
+        if store is None:
+            return []
+        out: list[Block] = []
+        if self._saved_through is not None and start <= self._saved_through:
+            try:
+                stored = await asyncio.to_thread(store.get_range, start, limit)
+            except StoreError as exc:
+                logger.error("cannot replay blocks for a lagging subscriber: %s", exc)
+                return []
+            for block in stored:
+                if block.number != start + len(out):
+                    break
+                out.append(block)
+        for block in list(self._recent_blocks):
+            if len(out) >= limit:
+                break
+            if block.number == start + len(out):
+                out.append(block)
+        return out
+
+    async def _run_callback(self, subscription: FeedSubscription, callback: BlockCallback) -> None:
+        name = subscription.name
+        try:
+            async for block in subscription:
+                subscription.in_hand = block.number  # no await since the pop: nothing slips
+                try:
+                    result = callback(block)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception("subscriber %s raised on block #%d; it keeps receiving",
+                                     name, block.number)
+                subscription.in_hand = None
+                self._wake_saver()
+        except asyncio.CancelledError:
+            # The feed is stopping: stay registered, so the final checkpoint does not pass the
+            # block this callback still held (it is delivered again after a restart).
+            raise
+        except BlockfeedError as exc:
+            logger.error("subscriber %s stopped: %s", name, exc)
+        self._callback_subs.pop(subscription, None)
+        self._wake_saver()
+
+    async def _checkpoint_loop(self) -> None:
+        assert self._save_wake is not None
+        while True:
+            await self._save_wake.wait()
+            self._save_wake.clear()
+            await self._save_unsaved(retry=True)
+
+    async def _save_unsaved(self, *, retry: bool) -> None:
+        store = self._store
+        if store is None:
+            self._unsaved.clear()
+            return
+        delay = 0.5
+        while self._unsaved:
+            frontier = self._save_frontier()
+            if frontier is None:
+                return
+            batch = [b for b in self._unsaved if b.number <= frontier]
+            if not batch:
+                return
+            future = asyncio.ensure_future(asyncio.to_thread(store.save_blocks, batch))
+            self._save_inflight = future
+            try:
+                await asyncio.shield(future)
+            except StoreError as exc:
+                logger.error("checkpoint write failed (will retry): %s", exc)
+                if not retry:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            del self._unsaved[: len(batch)]
+            self._saved_through = batch[-1].number
+
+    async def _final_checkpoint(self) -> None:
+        """Wait for a write in flight, then save what is left (never moves backwards)."""
+        inflight = self._save_inflight
+        if inflight is not None and not inflight.done():
+            # Its waiter was cancelled but the thread still writes; saving after it keeps the
+            # checkpoint moving forward only (the batch is saved again below, harmlessly).
+            await asyncio.wait({inflight})
+        try:
+            await self._save_unsaved(retry=False)
+        except Exception:
+            logger.exception("final checkpoint write failed")
+
+    # ------------------------------------------------------------------ events
+
+    def _emit_event(self, event: FeedEvent) -> None:
+        self._recent_events.append(event)
+        self._log.event(event)
+        for hook in list(self._hooks):
+            try:
+                result = hook(event)
+                if inspect.isawaitable(result) and self._tg is not None:
+                    self._tg.create_task(_await_hook(result), name="blockfeed-event-hook")
+            except Exception:
+                logger.exception("event hook raised on %s", event.kind)
+
+
+def _ws_header(header: Header, label: str, attempt: int, now: float, follower: Follower) -> None:
+    follower.on_ws_header(header, label, now, attempt=attempt)
+
+
+async def _await_hook(result: Awaitable[Any]) -> None:
+    try:
+        await result
+    except Exception:
+        logger.exception("async event hook raised")
+
+
+async def _close_quietly(ws: WsRpc) -> None:
+    try:
+        await ws.close()
+    except Exception:  # closing must never raise out of a finally
+        logger.debug("socket close failed", exc_info=True)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

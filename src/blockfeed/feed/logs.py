@@ -1,0 +1,122 @@
+"""Log lines for people, in the shape operators of the original gateway already know.
+
+::
+
+    🔔 STARTING CHAIN BLOCK SUBSCRIPTION (WITH AUTO-RECOVERY) | 1 endpoint(s): wss://host:443
+    📦 Block #6940429 | Epoch 19278 | Block 349/360 | 19:30:15 UTC | ws
+    ⚠️  ENTERING POLLING FALLBACK MODE | socket closed: closed by the node (code 1001)
+    🔄 EXITING POLLING FALLBACK MODE | polling for 3.2s
+    ✅ WebSocket subscription restored | WebSocket subscription restored: confirmed and delivering
+
+Emoji are dropped when the output is not a terminal or ``NO_COLOR`` is set. Endpoints only
+ever appear as labels (redacted URLs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from blockfeed.types import Block, FeedEvent, Mode
+
+logger = logging.getLogger("blockfeed")
+
+_EMOJI = {
+    "start": "🔔 ",
+    "block": "📦 ",
+    "polling": "⚠️  ",
+    "exit_polling": "🔄 ",
+    "restored": "✅ ",
+    "disconnected": "💔 ",
+    "stalled": "⏸️  ",
+    "resumed": "▶️  ",
+    "quarantine": "🚫 ",
+    "verification": "❗ ",
+    "reconnect": "🔁 ",
+    "stop": "🛑 ",
+}
+
+
+def emoji_wanted() -> bool:
+    """Emoji only on a terminal and only when ``NO_COLOR`` is not set."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
+
+
+class FeedLog:
+    """Formats and emits the feed's human log lines through the ``blockfeed`` logger."""
+
+    def __init__(self, *, epoch_length: int, emoji: bool | None = None) -> None:
+        self._epoch_length = epoch_length
+        self._emoji = emoji_wanted() if emoji is None else emoji
+        self._mode_since = time.monotonic()
+
+    def _mark(self, key: str) -> str:
+        return _EMOJI[key] if self._emoji else ""
+
+    def block_line(self, block: Block) -> str:
+        """``Block #N | Epoch E | Block k/L | HH:MM:SS UTC | source``."""
+        clock = time.strftime("%H:%M:%S", time.gmtime(block.received_at))
+        epoch, index = divmod(block.number, self._epoch_length)
+        return (
+            f"{self._mark('block')}Block #{block.number} | Epoch {epoch} | "
+            f"Block {index}/{self._epoch_length} | {clock} UTC | {block.source}"
+        )
+
+    def starting(self, labels: list[str]) -> None:
+        """The first line of a feed's life."""
+        logger.info(
+            "%sSTARTING CHAIN BLOCK SUBSCRIPTION (WITH AUTO-RECOVERY) | %d endpoint(s): %s",
+            self._mark("start"), len(labels), ", ".join(labels),
+        )
+
+    def stopped(self, last: Block | None) -> None:
+        """The last line of a feed's life."""
+        where = f"last block #{last.number}" if last is not None else "no block delivered"
+        logger.info("%sblock feed stopped | %s", self._mark("stop"), where)
+
+    def block(self, block: Block) -> None:
+        """One line per delivered block."""
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s", self.block_line(block))
+
+    def event(self, event: FeedEvent) -> None:
+        """One line per mode change, stall, quarantine, verification failure or reconnect."""
+        mark = self._mark
+        where = f" {event.endpoint}" if event.endpoint else ""
+        if event.kind == "mode_changed":
+            now = time.monotonic()
+            spent = now - self._mode_since
+            self._mode_since = now
+            if event.new_mode is Mode.POLLING:
+                logger.warning("%sENTERING POLLING FALLBACK MODE | %s", mark("polling"),
+                               event.reason)
+            elif event.new_mode is Mode.DISCONNECTED:
+                logger.warning("%sDISCONNECTED: no source answers | %s", mark("disconnected"),
+                               event.reason)
+            elif event.new_mode is Mode.STREAMING:
+                if event.old_mode in (Mode.POLLING, Mode.DISCONNECTED):
+                    logger.info("%sEXITING POLLING FALLBACK MODE | %s for %.1fs",
+                                mark("exit_polling"), event.old_mode, spent)
+                logger.info("%sWebSocket subscription restored | %s", mark("restored"),
+                            event.reason)
+            else:
+                logger.info("mode %s -> %s | %s", event.old_mode, event.new_mode, event.reason)
+        elif event.kind == "finality_stalled":
+            logger.warning("%sFINALITY STALLED (connections healthy, no reconnects) | %s",
+                           mark("stalled"), event.reason)
+        elif event.kind == "finality_resumed":
+            logger.info("%sFINALITY RESUMED | %s", mark("resumed"), event.reason)
+        elif event.kind == "endpoint_quarantined":
+            logger.error("%sENDPOINT QUARANTINED%s | %s", mark("quarantine"), where, event.reason)
+        elif event.kind == "verification_failed":
+            logger.error("%sVERIFICATION FAILED%s | %s", mark("verification"), where,
+                         event.reason)
+        elif event.kind == "reconnect":
+            logger.info("%sreconnecting%s | %s", mark("reconnect"), where, event.reason)
+        else:
+            logger.info("%s%s | %s", event.kind, where, event.reason)

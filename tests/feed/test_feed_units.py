@@ -1,0 +1,152 @@
+"""Feed pieces without a network: subscriber queues (overflow, catch-up, lag) and log lines."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from blockfeed import Block, FeedEvent, Mode, Source, SubscriberLagged
+from blockfeed.feed.logs import FeedLog
+from blockfeed.feed.subscribers import FeedSubscription
+
+
+def block(n: int, source: Source = Source.WS) -> Block:
+    return Block(number=n, hash=f"0x{n:064x}", parent_hash=f"0x{n - 1:064x}", source=source,
+                 received_at=1_700_000_000.0)
+
+
+class Store:
+    """Stands in for the feed's catch-up source: blocks 1..last are available."""
+
+    def __init__(self, last: int = 0, *, keeps: bool = True) -> None:
+        self.last = last
+        self.keeps = keeps
+        self.calls: list[tuple[int, int]] = []
+
+    async def catch_up(self, start: int, limit: int) -> list[Block]:
+        self.calls.append((start, limit))
+        if not self.keeps:
+            return []
+        return [block(n) for n in range(start, min(self.last, start + limit - 1) + 1)]
+
+
+def subscription(store: Store, maxsize: int = 3) -> FeedSubscription:
+    return FeedSubscription(name="t", maxsize=maxsize, catch_up=store.catch_up,
+                            last_delivered=lambda: store.last or None, on_cancel=lambda s: None)
+
+
+async def take(sub: FeedSubscription, n: int) -> list[int]:
+    out = []
+    async for b in sub:
+        out.append(b.number)
+        if len(out) == n:
+            break
+    return out
+
+
+async def test_push_never_blocks_and_overflow_marks_behind() -> None:
+    """A full queue refuses further pushes (marking the subscriber behind) without waiting."""
+    store = Store()
+    sub = subscription(store, maxsize=2)
+    assert sub.push(block(1)) and sub.push(block(2))
+    assert not sub.push(block(3)) and sub.behind and sub.fell_behind == 1
+    assert not sub.push(block(4))  # still behind: ignored, replayed later
+
+
+async def test_behind_subscriber_catches_up_and_rejoins_without_hole() -> None:
+    """After draining, the missed blocks are replayed, then live pushes resume seamlessly."""
+    store = Store()
+    sub = subscription(store, maxsize=2)
+    for n in range(1, 9):
+        store.last = n
+        sub.push(block(n))
+    assert await take(sub, 8) == list(range(1, 9))
+    assert not sub.behind
+    store.last = 9
+    assert sub.push(block(9))
+    assert await take(sub, 1) == [9]
+
+
+async def test_no_replay_source_means_subscriber_lagged() -> None:
+    """Without the missed blocks available, the iterator raises SubscriberLagged(next number)."""
+    store = Store(keeps=False)
+    sub = subscription(store, maxsize=2)
+    for n in range(1, 6):
+        sub.push(block(n))
+    assert await take(sub, 2) == [1, 2]
+    with pytest.raises(SubscriberLagged) as info:
+        await take(sub, 1)
+    assert info.value.next_number == 3
+    with pytest.raises(StopAsyncIteration):
+        await sub.__anext__()
+
+
+async def test_close_drains_then_stops_or_raises() -> None:
+    """Closing hands out what was queued, then ends (or raises the feed's error once)."""
+    sub = subscription(Store())
+    sub.push(block(1))
+    sub.close(RuntimeError("feed failed"))
+    assert (await sub.__anext__()).number == 1
+    with pytest.raises(RuntimeError):
+        await sub.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await sub.__anext__()
+
+
+async def test_waiting_consumer_wakes_on_push() -> None:
+    """A consumer waiting on an empty queue gets the next pushed block at once."""
+    sub = subscription(Store())
+    waiter = asyncio.create_task(sub.__anext__())
+    await asyncio.sleep(0)
+    sub.push(block(7))
+    assert (await asyncio.wait_for(waiter, 5)).number == 7
+
+
+def test_block_line_shape() -> None:
+    """The per-block line matches the operators' format, with the source at the end."""
+    log = FeedLog(epoch_length=360, emoji=False)
+    line = log.block_line(Block(number=6940429, hash="0x", parent_hash="0x", source=Source.POLL,
+                                received_at=1_700_000_015.0))
+    assert line == "Block #6940429 | Epoch 19278 | Block 349/360 | 22:13:35 UTC | poll"
+    assert FeedLog(epoch_length=360, emoji=True).block_line(block(5)).startswith("📦 Block #5")
+
+
+def test_emoji_off_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR turns emoji off even on a terminal."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not FeedLog(epoch_length=360)._emoji
+
+
+def test_mode_change_lines_carry_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """Entering polling and coming back are logged with their reasons."""
+    caplog.set_level("INFO", logger="blockfeed")
+    log = FeedLog(epoch_length=360, emoji=False)
+    log.event(FeedEvent(kind="mode_changed", at=0.0, reason="socket closed: code 1006",
+                        old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
+    log.event(FeedEvent(kind="mode_changed", at=1.0, reason="restored", old_mode=Mode.POLLING,
+                        new_mode=Mode.STREAMING))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "ENTERING POLLING FALLBACK MODE | socket closed: code 1006"
+    assert messages[1].startswith("EXITING POLLING FALLBACK MODE | polling for ")
+    assert messages[2] == "WebSocket subscription restored | restored"
+
+
+async def test_owed_from_tracks_what_the_consumer_has_not_taken() -> None:
+    """The checkpoint frontier: queued and in-hand blocks are owed; behind/closed owe nothing."""
+    store = Store()
+    sub = subscription(store, maxsize=3)
+    assert sub.owed_from() is None
+    sub.push(block(1))
+    sub.push(block(2))
+    assert sub.owed_from() == 1
+    assert (await sub.__anext__()).number == 1
+    assert sub.owed_from() == 2
+    sub.in_hand = 2
+    await sub.__anext__()
+    assert sub.owed_from() == 2  # a callback still holds it
+    sub.in_hand = None
+    assert sub.owed_from() is None
+    for n in (3, 4, 5, 6):
+        sub.push(block(n))
+    assert sub.behind and sub.owed_from() is None  # replays from the store instead
