@@ -1,0 +1,299 @@
+"""``blockfeed consume``: print the blocks a Redis stream holds, in order, once, then follow it.
+
+The reading side of ``RedisPublisher``: any machine with Redis access gets the same lines as
+``blockfeed watch`` (``--json``: the same JSON objects), without talking to a node. Blocks go to
+stdout, logs (reconnects, gaps) to stderr. In group mode (``--group``/``--consumer``) each block
+is acknowledged right after its line is written, so a restarted consumer gets back only what it
+had not printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Annotated, TextIO
+
+import typer
+from redis.exceptions import RedisError
+
+from blockfeed.errors import BlockfeedError, ConfigError
+from blockfeed.feed.logs import FeedLog
+from blockfeed.sinks._redis_base import describe_error
+from blockfeed.sinks.redis import DEFAULT_STREAM, RedisUnavailable, StreamGap
+from blockfeed.sinks.redis_consumer import DEFAULT_READ_COUNT, FROM_FIRST, StreamConsumer
+from blockfeed.types import Block
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_EPOCH_LENGTH = 360
+GROUP_READ_COUNT = 10
+"""Blocks a group reader takes at once: they are its own until acknowledged (or it restarts)."""
+REDIS_URL_ENV_VAR = "BLOCKFEED_REDIS_URL"
+
+
+class ConsumeFailed(Exception):
+    """Stop with a clear message and a non-zero exit code (no traceback)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeOptions:
+    url: str
+    stream: str
+    json_lines: bool
+    from_block: int | None
+    count: int | None
+    group: str | None
+    consumer: str | None
+    allow_gaps: bool
+    epoch_length: int
+
+
+class _Printer:
+    """One line per block on stdout; notices a closed pipe (``| head``) instead of crashing."""
+
+    def __init__(self, out: TextIO, *, json_lines: bool, epoch_length: int) -> None:
+        self._out = out
+        self._json = json_lines
+        self._epoch_length = epoch_length
+        emoji = _isatty(out) and not os.environ.get("NO_COLOR")
+        self._text = FeedLog(epoch_length=epoch_length, emoji=emoji)
+
+    def write(self, block: Block) -> bool:
+        """Print ``block``; False when stdout is gone."""
+        if self._json:
+            line = json.dumps(block.to_dict(epoch_length=self._epoch_length), separators=(",", ":"))
+        else:
+            line = self._text.block_line(block)
+        try:
+            self._out.write(line + "\n")
+            self._out.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            return False
+        return True
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def make_consumer(options: ConsumeOptions) -> StreamConsumer:
+    """The StreamConsumer for these options (``--from N`` means "after block N - 1")."""
+    if options.from_block is None:
+        after = None
+    elif options.from_block == 0:
+        after = FROM_FIRST
+    else:
+        after = options.from_block - 1
+    return StreamConsumer(
+        options.url,
+        options.stream,
+        after=after,
+        group=options.group,
+        consumer=options.consumer,
+        auto_ack=False,  # acknowledged here, once the line is written
+        allow_gaps=options.allow_gaps,
+        read_count=_read_count(options),
+    )
+
+
+def _read_count(options: ConsumeOptions) -> int:
+    """Never fetch more than --count; in a group, fetch little (fetched blocks are held)."""
+    limit = DEFAULT_READ_COUNT if options.group is None else GROUP_READ_COUNT
+    return min(limit, options.count) if options.count is not None else limit
+
+
+async def _consume(options: ConsumeOptions, out: TextIO) -> int:
+    printer = _Printer(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
+    stop = asyncio.Event()
+    printed = 0
+
+    async def print_blocks(blocks: StreamConsumer) -> None:
+        nonlocal printed
+        async for block in blocks:
+            if not printer.write(block):
+                return
+            printed += 1
+            if options.group is not None:
+                await blocks.ack(block)
+            if options.count is not None and printed >= options.count:
+                return
+
+    _install_stop_signals(stop)
+    async with make_consumer(options) as blocks:
+        reader = asyncio.create_task(print_blocks(blocks), name="blockfeed-consume")
+        stopper = asyncio.create_task(stop.wait(), name="blockfeed-consume-stop")
+        try:
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # re-raise errors from the stream
+        finally:
+            reader.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    if stop.is_set():
+        typer.echo(f"blockfeed consume: stopped after {printed} block(s)", err=True)
+    return EXIT_OK
+
+
+def _install_stop_signals(stop: asyncio.Event) -> None:
+    """First Ctrl-C / SIGTERM stops cleanly; a second one is not caught."""
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: int) -> None:
+        stop.set()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, request_stop, signum)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"blockfeed consume: {message}", err=True)
+    return typer.Exit(code)
+
+
+def consume(
+    redis_url: Annotated[
+        str,
+        typer.Option(
+            "--redis",
+            metavar="URL",
+            envvar=REDIS_URL_ENV_VAR,
+            help="Redis URL, e.g. redis://:password@host:6379/0 (never printed unredacted).",
+            show_default=False,
+        ),
+    ],
+    stream: Annotated[
+        str, typer.Option(metavar="NAME", help="The stream RedisPublisher writes into.")
+    ] = DEFAULT_STREAM,
+    json_lines: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="One JSON object per block, the same as `blockfeed watch --json`.",
+        ),
+    ] = False,
+    from_block: Annotated[
+        int | None,
+        typer.Option(
+            "--from",
+            min=0,
+            metavar="N",
+            help="Start at block N (0: the oldest block the stream holds). Default: the newest "
+            "block in the stream. A new --group starts here; an existing one where it was.",
+            show_default=False,
+        ),
+    ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Exit 0 after N blocks.", show_default=False),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            metavar="G",
+            help="Consumer group: readers of one group share the blocks (needs --consumer).",
+            show_default=False,
+        ),
+    ] = None,
+    consumer: Annotated[
+        str | None,
+        typer.Option(
+            metavar="C",
+            help="This reader's name in --group; restarting with the same name first gets "
+            "back the blocks it had not acknowledged.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_gaps: Annotated[
+        bool,
+        typer.Option(
+            "--allow-gaps",
+            help="Warn and go on when blocks are missing from the stream (trimmed, or never "
+            "published) instead of exiting 1.",
+        ),
+    ] = False,
+    epoch_length: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Blocks per epoch (epoch, block_in_epoch).")
+    ] = DEFAULT_EPOCH_LENGTH,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+) -> None:
+    """Print the blocks of a Redis stream written by blockfeed: in order, each once.
+
+    Checks every block against the one before (number, parent hash) and its header against its
+    hash; a gap stops with exit 1 unless --allow-gaps. Redis restarts are ridden out (resuming
+    after the last printed block); an unreachable Redis at start is exit 1.
+
+    \b
+    Examples:
+      blockfeed consume --redis redis://localhost:6379/0 --json --count 10
+      blockfeed consume --redis redis://localhost:6379/0 --from 6940000
+      blockfeed consume --redis redis://cache:6379/0 --group indexers --consumer worker-1
+    """
+    import logging
+
+    from blockfeed.cli.serve import configure_logging
+
+    if (group is None) != (consumer is None):
+        raise _fail("--group and --consumer go together: give both or neither", EXIT_BAD_INPUT)
+    options = ConsumeOptions(
+        url=redis_url,
+        stream=stream,
+        json_lines=json_lines,
+        from_block=from_block,
+        count=count,
+        group=group,
+        consumer=consumer,
+        allow_gaps=allow_gaps,
+        epoch_length=epoch_length,
+    )
+    try:
+        make_consumer(options)  # validates the URL and names before anything starts
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    configure_logging("text", logging.WARNING if quiet else logging.INFO)
+    try:
+        code = asyncio.run(_consume(options, sys.stdout))
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except StreamGap as exc:
+        raise _fail(f"{exc} (--allow-gaps)", EXIT_FAILED) from None
+    except (RedisUnavailable, BlockfeedError) as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    except RedisError as exc:
+        raise _fail(f"Redis failed: {describe_error(exc, redis_url)}", EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``blockfeed consume`` to the CLI."""
+    app.command("consume")(consume)
