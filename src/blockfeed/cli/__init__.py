@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMANDS: tuple[str, ...] = ("devnode",)
+_COMMANDS: tuple[str, ...] = ("devnode", "serve", "demo", "watch", "consume")
 
 for _name in _COMMANDS:
     importlib.import_module(f"blockfeed.cli.{_name}").register(app)

@@ -1,0 +1,189 @@
+"""``blockfeed serve``: the gateway service (HTTP API, SSE stream, metrics, dashboard, alerts)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from blockfeed.config import Settings, load_settings
+from blockfeed.errors import ConfigError, StoreError
+from blockfeed.util.redact import redact_url
+
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_START = 1
+log = logging.getLogger("blockfeed.serve")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (``--log-format json``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class _DroppedStreamNoise(logging.Filter):
+    """uvicorn reports a cut-off SSE stream as an error; the gateway already logged the drop."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing response" not in record.getMessage()
+
+
+def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    """Root logging in text or JSON; uvicorn's loggers propagate into it."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.error").addFilter(_DroppedStreamNoise())
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    typer.echo(f"blockfeed serve: {message}", err=True)
+    return typer.Exit(code)
+
+
+def serve(
+    endpoints: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ENDPOINT",
+            help="WebSocket endpoints (ws:// or wss://), best first. Default: the network's.",
+            show_default=False,
+        ),
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option(help="Network name: finney, test or local.", show_default=False)
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on (default 8000).")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="SQLite state file (checkpoint + recent blocks); ':memory:' keeps nothing. "
+            "Default: the per-user data directory.",
+        ),
+    ] = None,
+    alert_webhook: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="Alert webhook, repeatable. Slack and Discord URLs are recognised; or prefix "
+            "slack+ / discord+.",
+            show_default=False,
+        ),
+    ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Also publish every block to this Redis (redis://...)."),
+    ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Redis stream key (default blockfeed:blocks)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="TOML settings file (also $BLOCKFEED_CONFIG).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Run the gateway: HTTP API, resumable SSE stream, Prometheus metrics, dashboard, alerts.
+
+    Settings come from flags, then BLOCKFEED_* environment variables, then the TOML file, then
+    defaults. The admin token (POST /admin/reconnect) is read from BLOCKFEED_ADMIN_TOKEN only.
+    """
+    try:
+        settings = load_settings(
+            config_file=config,
+            endpoints=endpoints,
+            network=network,
+            host=host,
+            port=port,
+            state=state,
+            alert_webhooks=alert_webhook,
+            redis_url=redis,
+            redis_stream=stream,
+        )
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    configure_logging(settings.log_format)
+    try:
+        asyncio.run(_run(settings))
+    except (ConfigError, StoreError) as exc:
+        raise _fail(str(exc), EXIT_CANNOT_START) from None
+    except OSError as exc:
+        raise _fail(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}",
+            EXIT_CANNOT_START,
+        ) from None
+    except KeyboardInterrupt:
+        pass
+    typer.echo("blockfeed serve: stopped", err=True)
+
+
+async def _run(settings: Settings) -> None:
+    from blockfeed.gateway import create_app
+    from blockfeed.gateway.runtime import build_feed, open_state_store
+    from blockfeed.gateway.server import GatewayStartError, running_server, tune_gc_for_fanout
+
+    tune_gc_for_fanout()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    store = open_state_store(settings)  # fail here, with a clear message, not inside uvicorn
+    try:
+        feed = build_feed(settings, store=store)
+        app = create_app(settings, feed=feed, store=store)
+        try:
+            async with running_server(
+                app,
+                host=settings.host,
+                port=settings.port,
+                before_shutdown=app.state.gateway.hub.close_all,
+            ) as server:
+                endpoints = ", ".join(redact_url(u) for u in settings.resolved_endpoints())
+                typer.echo(
+                    f"blockfeed serve: {server.url}/ (dashboard) | /stream | /metrics | /docs "
+                    f"| network {settings.network} | following {endpoints} (Ctrl-C to stop)",
+                    err=True,
+                )
+                await stop.wait()
+        except GatewayStartError as exc:
+            raise ConfigError(str(exc)) from None
+    finally:
+        store.close()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the ``blockfeed`` app."""
+    app.command(name="serve")(serve)

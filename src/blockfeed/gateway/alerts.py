@@ -1,0 +1,329 @@
+"""Alert webhooks: feed events -> Slack, Discord or generic JSON, without ever blocking the feed.
+
+The feed calls :meth:`AlertDispatcher.on_event` synchronously for every event. That method only
+decides (is this kind alertable, is it rate-limited) and puts the alert on a bounded queue; a
+background task does the HTTP. A full queue drops the alert and counts it, so a dead webhook can
+never slow block delivery.
+
+Flavors: a URL on ``hooks.slack.com`` (or prefixed ``slack+``) gets ``{"text": ...}``; one on
+``discord.com/api/webhooks`` (or prefixed ``discord+``) gets ``{"content": ...}``; anything else
+gets a JSON object with the event's fields. Webhook URLs are secrets (anyone holding one can post
+to the channel): logs show them through ``redact_url`` and payload text is scrubbed of every
+configured URL.
+
+Retries: up to ``retries`` more attempts on a transport error, 429 or 5xx, waiting
+``uniform(0, min(backoff_max_s, backoff_initial_s * 2**attempt))`` (full jitter) or the server's
+``Retry-After`` when it is shorter than ``backoff_max_s``. Other 4xx answers are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from blockfeed.config import strip_webhook_prefix
+from blockfeed.gateway.status import scrub
+from blockfeed.types import FeedEvent, Mode
+from blockfeed.util.redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
+
+ALERT_KINDS = frozenset(
+    {
+        "mode_changed",
+        "disconnected",
+        "recovered",
+        "finality_stalled",
+        "endpoint_quarantined",
+        "trigger_failed",
+    }
+)
+DEFAULT_MIN_INTERVAL_S = 60.0
+"""At most one alert of each kind per minute; the next one says how many were suppressed."""
+DEFAULT_QUEUE_SIZE = 100
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF_INITIAL_S = 1.0
+DEFAULT_BACKOFF_MAX_S = 30.0
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_STOP_TIMEOUT_S = 3.0
+DISCORD_MAX_CHARS = 2000
+
+Flavor = Literal["generic", "slack", "discord"]
+
+
+def alert_kind(event: FeedEvent) -> str | None:
+    """The alert an event raises, or ``None``.
+
+    The feed reports every transition as ``mode_changed``; the two that matter most get their
+    own kind (and their own rate limit): entering ``disconnected``, and getting back to
+    ``streaming`` from a degraded mode. Leaving ``starting`` for a working mode is routine.
+    """
+    if event.kind != "mode_changed" or event.new_mode is None:
+        return event.kind if event.kind in ALERT_KINDS else None
+    if event.new_mode == Mode.DISCONNECTED:
+        return "disconnected"
+    if event.old_mode == Mode.STARTING:
+        return None
+    if event.new_mode == Mode.STREAMING:
+        return "recovered"
+    return "mode_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A destination; ``label`` is the only form of the URL that may be logged."""
+
+    url: str
+    flavor: Flavor
+    label: str
+
+
+def parse_webhook(raw: str) -> Webhook:
+    """Recognise the flavor from a ``slack+``/``discord+`` prefix or the URL's host and path."""
+    prefix, url = strip_webhook_prefix(raw)
+    flavor: Flavor = "generic"
+    if prefix in ("slack", "discord"):
+        flavor = prefix  # type: ignore[assignment]
+    else:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if host == "hooks.slack.com":
+            flavor = "slack"
+        elif host in ("discord.com", "discordapp.com") and parts.path.startswith("/api/webhooks"):
+            flavor = "discord"
+    return Webhook(url=url, flavor=flavor, label=redact_url(url))
+
+
+def describe(event: FeedEvent, network: str) -> str:
+    """The human sentence for an event (Slack/Discord text, generic ``text`` field)."""
+    when = datetime.fromtimestamp(event.at, tz=UTC).strftime("%H:%M:%S UTC")
+    where = f"blockfeed [{network}]"
+    reason = f" ({event.reason})" if event.reason else ""
+    old = str(event.old_mode) if event.old_mode is not None else "?"
+    new = str(event.new_mode) if event.new_mode is not None else "?"
+    endpoint = f" {event.endpoint}" if event.endpoint else ""
+    sentences = {
+        "mode_changed": f"⚠️ {where}: mode {old} → {new}{reason}",
+        "disconnected": f"🔴 {where}: DISCONNECTED, no endpoint answers{reason}",
+        "recovered": f"✅ {where}: recovered, {old} → {new}{reason}",
+        "finality_stalled": f"⏸️ {where}: chain finality stalled{reason}",
+        "endpoint_quarantined": f"🚫 {where}: endpoint{endpoint} quarantined{reason}",
+        "trigger_failed": f"❗ {where}: epoch trigger failed{reason}",
+    }
+    text = sentences.get(event.kind, f"{where}: {event.kind}{reason}")
+    return f"{text} at {when}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An event ready to send: its text is already scrubbed."""
+
+    event: FeedEvent
+    text: str
+
+
+class AlertDispatcher:
+    """Rate-limits, queues and delivers alerts to every configured webhook."""
+
+    def __init__(
+        self,
+        webhooks: Sequence[str],
+        *,
+        network: str,
+        secrets: Sequence[str] = (),
+        min_interval_s: float = DEFAULT_MIN_INTERVAL_S,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        retries: int = DEFAULT_RETRIES,
+        backoff_initial_s: float = DEFAULT_BACKOFF_INITIAL_S,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.webhooks = [parse_webhook(url) for url in webhooks]
+        self._network = network
+        self._secrets = [*secrets, *webhooks, *(w.url for w in self.webhooks)]
+        self._min_interval_s = min_interval_s
+        self._retries = retries
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._timeout_s = timeout_s
+        self._transport = transport
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
+        self._last_sent_at: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        """(kind, outcome) -> count; outcome is sent, failed, suppressed or dropped."""
+        self._client: httpx.AsyncClient | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- the feed side: synchronous, never blocks -----------------------------------------------
+
+    def on_event(self, event: FeedEvent) -> None:
+        """Feed event hook: queue an alert if ``event`` is an alert kind and not rate-limited."""
+        if not self.webhooks:
+            return
+        kind = alert_kind(event)
+        if kind is None:
+            return
+        if kind != event.kind:
+            event = dataclasses.replace(event, kind=kind)
+        now = self._clock()
+        last = self._last_sent_at.get(event.kind)
+        if last is not None and now - last < self._min_interval_s:
+            self._suppressed[event.kind] += 1
+            self.counts[(event.kind, "suppressed")] += 1
+            return
+        text = describe(event, self._network)
+        skipped = self._suppressed.pop(event.kind, 0)
+        if skipped:
+            text += f" ({skipped} similar alert{'s' if skipped != 1 else ''} suppressed)"
+        alert = Alert(event=event, text=redact_text(text, self._secrets))
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.counts[(event.kind, "dropped")] += 1
+            log.warning("alert queue full; dropped a %s alert", event.kind)
+            return
+        self._last_sent_at[event.kind] = now
+        self._idle.clear()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the delivery task (no-op without webhooks)."""
+        if not self.webhooks or self._worker is not None:
+            return
+        self._client = httpx.AsyncClient(
+            timeout=self._timeout_s, transport=self._transport, follow_redirects=False
+        )
+        self._worker = asyncio.create_task(self._run(), name="blockfeed-alerts")
+
+    async def stop(self, *, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """Give queued alerts ``timeout_s`` to go out, then stop."""
+        if self._worker is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_idle(), timeout_s)
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        self._worker = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> AlertDispatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def wait_idle(self) -> None:
+        """Return once every queued alert has been delivered or given up on."""
+        await self._idle.wait()
+
+    # --- delivery -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            alert = await self._queue.get()
+            self._in_flight += 1
+            try:
+                await asyncio.gather(*(self._deliver(hook, alert) for hook in self.webhooks))
+            finally:
+                self._in_flight -= 1
+                if self._queue.empty() and self._in_flight == 0:
+                    self._idle.set()
+
+    def payload(self, hook: Webhook, alert: Alert) -> dict[str, Any]:
+        """The JSON body for one destination."""
+        if hook.flavor == "slack":
+            return {"text": alert.text}
+        if hook.flavor == "discord":
+            return {"content": alert.text[:DISCORD_MAX_CHARS]}
+        event = alert.event
+        body = {
+            "kind": event.kind,
+            "text": alert.text,
+            "network": self._network,
+            "at": event.at,
+            "reason": event.reason,
+            "old_mode": str(event.old_mode) if event.old_mode is not None else None,
+            "new_mode": str(event.new_mode) if event.new_mode is not None else None,
+            "endpoint": redact_url(event.endpoint) if event.endpoint else None,
+            "details": scrub(event.details),
+        }
+        # Scrub the serialized form too, so no configured URL survives anywhere in the body.
+        scrubbed: dict[str, Any] = json.loads(
+            redact_text(json.dumps(body, default=str), self._secrets)
+        )
+        return scrubbed
+
+    async def _deliver(self, hook: Webhook, alert: Alert) -> None:
+        assert self._client is not None
+        kind = alert.event.kind
+        body = self.payload(hook, alert)
+        for attempt in range(self._retries + 1):
+            retry_after: float | None = None
+            try:
+                response = await self._client.post(hook.url, json=body)
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            else:
+                if response.is_success:
+                    self.counts[(kind, "sent")] += 1
+                    log.info("alert %s sent to %s", kind, hook.label)
+                    return
+                outcome = f"HTTP {response.status_code}"
+                if response.status_code != 429 and response.status_code < 500:
+                    log.warning("alert %s rejected by %s: %s", kind, hook.label, outcome)
+                    break
+                retry_after = _retry_after_s(response)
+            if attempt == self._retries:
+                log.warning("alert %s to %s failed after %d attempts: %s",
+                            kind, hook.label, attempt + 1, outcome)
+                break
+            delay = self._backoff_s(attempt, retry_after)
+            log.info("alert %s to %s failed (%s); retrying in %.1f s",
+                     kind, hook.label, outcome, delay)
+            await self._sleep(delay)
+        self.counts[(kind, "failed")] += 1
+
+    def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
+        cap = min(self._backoff_max_s, self._backoff_initial_s * 2**attempt)
+        if retry_after_s is not None and retry_after_s <= self._backoff_max_s:
+            return retry_after_s
+        return self._jitter() * cap
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

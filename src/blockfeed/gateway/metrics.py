@@ -1,0 +1,223 @@
+"""Prometheus metrics, read from the feed's status snapshot at scrape time.
+
+A custom collector instead of counters updated in the hot path: the feed already counts
+everything in ``FeedStatus``, so a scrape costs one snapshot and the feed carries no Prometheus
+code. Each app has its own ``CollectorRegistry`` (several apps in one process, as in tests, do not
+collide). Endpoint labels are redacted URLs (scheme, host, port), never keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from blockfeed.gateway.hub import SseHub
+from blockfeed.gateway.protocols import StatusLike
+from blockfeed.types import Mode
+from blockfeed.util.redact import redact_url
+
+PREFIX = "blockfeed"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _split_transition(key: str) -> tuple[str, str, str]:
+    """``"streaming->polling:socket silent"`` -> ("streaming", "polling", "socket silent")."""
+    arrow, _, reason = key.partition(":")
+    old, _, new = arrow.partition("->")
+    return old or "unknown", new or "unknown", reason or "unknown"
+
+
+def _endpoint_label(entry: dict[str, Any], index: int) -> str:
+    for key in ("endpoint", "url", "ws_url", "name"):
+        value = entry.get(key)
+        if isinstance(value, str) and value:
+            return redact_url(value) if "://" in value else value
+    return f"endpoint-{index}"
+
+
+def _endpoint_health(entry: dict[str, Any]) -> float | None:
+    """1 healthy, 0 not (quarantined or failing); ``None`` when the entry does not say."""
+    if entry.get("quarantined"):
+        return 0.0
+    for key in ("healthy", "ok", "up"):
+        if key in entry:
+            return 1.0 if entry[key] else 0.0
+    if "quarantined" in entry:
+        return 1.0
+    return None
+
+
+class GatewayCollector(Collector):
+    """Turns a ``FeedStatus`` snapshot plus hub and alert counters into metric families."""
+
+    def __init__(
+        self,
+        *,
+        status: Callable[[], StatusLike],
+        hub: SseHub,
+        alert_counts: Callable[[], dict[tuple[str, str], int]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._status = status
+        self._hub = hub
+        self._alert_counts = alert_counts
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._status()
+        yield from self._mode_metrics(status)
+        yield from self._block_metrics(status)
+        yield from self._connection_metrics(status)
+        yield from self._client_metrics(status)
+        if self._alert_counts is not None:
+            alerts = CounterMetricFamily(
+                f"{PREFIX}_alerts",
+                "Alerts by kind and outcome (sent, failed, suppressed, dropped)",
+                labels=["kind", "outcome"],
+            )
+            for (kind, outcome), count in sorted(self._alert_counts().items()):
+                alerts.add_metric([kind, outcome], count)
+            yield alerts
+
+    def _mode_metrics(self, status: StatusLike) -> Iterator[Metric]:
+        current = GaugeMetricFamily(f"{PREFIX}_mode", "1 for the current mode", labels=["mode"])
+        for mode in Mode:
+            current.add_metric([str(mode)], 1.0 if status.mode == mode else 0.0)
+        yield current
+        seconds = CounterMetricFamily(
+            f"{PREFIX}_mode_seconds", "Seconds spent in each mode since start", labels=["mode"]
+        )
+        for name, value in sorted(status.mode_seconds.items()):
+            seconds.add_metric([name], value)
+        yield seconds
+        transitions = CounterMetricFamily(
+            f"{PREFIX}_mode_transitions", "Mode transitions by reason",
+            labels=["from_mode", "to_mode", "reason"],
+        )
+        for key, count in sorted(status.transitions.items()):
+            transitions.add_metric(list(_split_transition(key)), count)
+        yield transitions
+        yield GaugeMetricFamily(
+            f"{PREFIX}_finality_stalled", "1 while the chain's finality has stalled",
+            value=1.0 if status.finality_stalled else 0.0,
+        )
+
+    def _block_metrics(self, status: StatusLike) -> Iterator[Metric]:
+        by_source = CounterMetricFamily(
+            f"{PREFIX}_blocks", "Blocks delivered, by source (ws, poll, backfill)",
+            labels=["source"],
+        )
+        for source, count in sorted(status.blocks_by_source.items()):
+            by_source.add_metric([source], count)
+        yield by_source
+        yield CounterMetricFamily(
+            f"{PREFIX}_backfilled_blocks", "Blocks fetched by number to fill gaps",
+            value=status.blocks_by_source.get("backfill", 0),
+        )
+        last = status.last_block
+        if last is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_last_block_number", "Number of the last delivered block",
+                value=last.number,
+            )
+        if status.last_block_age_s is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_last_block_age_seconds", "Seconds since the last block was received",
+                value=status.last_block_age_s,
+            )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_block_interval_seconds", "Observed block interval",
+            value=status.block_interval_s,
+        )
+
+    def _connection_metrics(self, status: StatusLike) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            f"{PREFIX}_reconnects", "Socket reconnects", value=status.reconnects
+        )
+        probes = CounterMetricFamily(
+            f"{PREFIX}_probes", "HTTP probes after a silent socket, by outcome", labels=["outcome"]
+        )
+        for outcome, count in sorted(status.probes.items()):
+            probes.add_metric([outcome], count)
+        yield probes
+        yield CounterMetricFamily(
+            f"{PREFIX}_malformed_frames", "Frames rejected as malformed",
+            value=status.malformed_frames,
+        )
+        health = GaugeMetricFamily(
+            f"{PREFIX}_endpoint_healthy",
+            "1 if the endpoint is usable, 0 if failing or quarantined",
+            labels=["endpoint"],
+        )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_endpoint_lag_blocks",
+            "How far the endpoint's finalized head trails the best one",
+            labels=["endpoint"],
+        )
+        latency = GaugeMetricFamily(
+            f"{PREFIX}_endpoint_latency_seconds", "Smoothed request latency of the endpoint",
+            labels=["endpoint"],
+        )
+        for index, entry in enumerate(status.endpoints):
+            if not isinstance(entry, dict):
+                continue
+            label = _endpoint_label(entry, index)
+            value = _endpoint_health(entry)
+            if value is not None:
+                health.add_metric([label], value)
+            if isinstance(entry.get("lag_blocks"), int | float):
+                lag.add_metric([label], entry["lag_blocks"])
+            if isinstance(entry.get("latency_ms"), int | float):
+                latency.add_metric([label], entry["latency_ms"] / 1000)
+        yield health
+        yield lag
+        yield latency
+        requests = CounterMetricFamily(
+            f"{PREFIX}_requests", "Node requests by purpose (poll, hedge, probe, range, ...)",
+            labels=["purpose"],
+        )
+        for purpose, count in sorted(getattr(status, "requests", {}).items()):
+            requests.add_metric([str(purpose)], count)
+        yield requests
+
+    def _client_metrics(self, status: StatusLike) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_subscribers", "In-process feed subscribers", value=status.subscribers
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sse_clients", "Connected SSE clients", value=self._hub.client_count
+        )
+        lags = list(self._hub.lags())
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sse_client_lag_max", "Most frames pending for any one SSE client",
+            value=max(lags, default=0),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sse_client_lag_total", "Frames pending across all SSE clients",
+            value=sum(lags),
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_sse_clients_dropped", "SSE clients dropped for being too slow",
+            value=self._hub.dropped_total,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_sse_connections", "SSE connections accepted",
+            value=self._hub.connections_total,
+        )
+
+
+def new_registry(collector: GatewayCollector) -> CollectorRegistry:
+    """A registry of its own for one app."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition."""
+    return generate_latest(registry)

@@ -1,0 +1,61 @@
+"""Build the real feed and store from :class:`Settings` (what ``blockfeed serve`` runs).
+
+Kept apart from the app so the app itself depends only on the feed/store Protocols, and imports of
+the feed, the store and Redis happen only when a service actually starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from blockfeed.config import MEMORY_STATE, Settings
+from blockfeed.errors import ConfigError, StoreError
+
+
+def open_state_store(settings: Settings) -> Any:
+    """Open the SQLite store at the configured path (creating its directory)."""
+    from blockfeed.store import open_store
+
+    path = settings.resolved_state()
+    if path != MEMORY_STATE:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the state directory for {path!r}: {exc.strerror}"
+            ) from None
+    return open_store(path)
+
+
+def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
+    """A :class:`BlockFeed` for the configured endpoints; ``options`` pass through."""
+    from blockfeed.feed import BlockFeed
+
+    if settings.http_endpoints:
+        options.setdefault("http_endpoints", list(settings.http_endpoints))
+    return BlockFeed(
+        settings.resolved_endpoints(),
+        store=store,
+        block_time_s=settings.block_time_s,
+        epoch_length=settings.epoch_length,
+        **options,
+    )
+
+
+@asynccontextmanager
+async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIterator[None]:
+    """Publish every feed block to the configured Redis stream while the block runs."""
+    try:
+        from blockfeed.sinks.redis import RedisPublisher
+    except ImportError as exc:  # pragma: no cover - the sink ships with the package
+        raise ConfigError("--redis needs blockfeed.sinks.redis, which is not available") from exc
+    assert settings.redis_url is not None
+    publisher = RedisPublisher(
+        settings.redis_url, stream=settings.redis_stream, maxlen=settings.redis_maxlen, store=store
+    )
+    async with publisher:  # closing it unsubscribes and drains what it can
+        publisher.attach(feed)
+        yield

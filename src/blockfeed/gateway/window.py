@@ -1,0 +1,96 @@
+"""The blocks the gateway can serve by number: the hub's memory ring, then the store's window.
+
+Both hold consecutive finalized blocks. The ring is newest and already SSE-encoded; the store
+(SQLite) reaches further back. Reads here are short synchronous queries on the event loop
+thread, the same thread the feed writes from.
+"""
+
+from __future__ import annotations
+
+from blockfeed.errors import StoreError
+from blockfeed.gateway.hub import SseHub, encode_block
+from blockfeed.gateway.protocols import StoreLike
+from blockfeed.types import Block
+
+REPLAY_PAGE = 500
+"""Blocks read from the store per query while replaying."""
+
+
+class WindowUnavailable(Exception):
+    """The store could not be read (locked, corrupt, closed); the request should get 503."""
+
+
+class BlockWindow:
+    """Look up recent finalized blocks without caring where they are kept."""
+
+    def __init__(self, hub: SseHub, store: StoreLike | None) -> None:
+        self._hub = hub
+        self._store = store
+
+    def _store_bounds(self) -> tuple[int, int] | None:
+        if self._store is None:
+            return None
+        try:
+            return self._store.window_bounds()
+        except StoreError as exc:
+            raise WindowUnavailable(str(exc)) from exc
+
+    def bounds(self) -> tuple[int, int] | None:
+        """(first, last) block number servable, or ``None`` when nothing is kept yet."""
+        spans = [b for b in (self._hub.ring_bounds(), self._store_bounds()) if b is not None]
+        if not spans:
+            return None
+        return min(lo for lo, _ in spans), max(hi for _, hi in spans)
+
+    def get(self, number: int) -> Block | None:
+        """One block by number, or ``None`` outside the window."""
+        ring = self._hub.ring_slice(number, 1)
+        if ring:
+            return ring[0][0]
+        if self._store is None:
+            return None
+        try:
+            return self._store.get_block(number)
+        except StoreError as exc:
+            raise WindowUnavailable(str(exc)) from exc
+
+    def blocks(self, start: int, limit: int) -> list[Block]:
+        """Up to ``limit`` consecutive blocks from ``start`` (fewer at the window's end)."""
+        return [block for block, _ in self.frames(start, limit)]
+
+    def frames(self, start: int, limit: int) -> list[tuple[Block, bytes]]:
+        """Like :meth:`blocks`, with each block's SSE frame (from the ring when possible)."""
+        out: list[tuple[Block, bytes]] = []
+        number = start
+        while len(out) < limit:
+            ring = self._hub.ring_slice(number, limit - len(out))
+            if ring:
+                out.extend(ring)
+                number = ring[-1][0].number + 1
+                continue
+            page = min(REPLAY_PAGE, limit - len(out))
+            span = self._hub.ring_bounds()
+            if span is not None and span[0] > number:
+                page = min(page, span[0] - number)  # newer blocks come pre-encoded from the ring
+            stored = self._from_store(number, page)
+            if not stored:
+                break
+            out.extend(stored)
+            number = stored[-1][0].number + 1
+        return out
+
+    def _from_store(self, start: int, limit: int) -> list[tuple[Block, bytes]]:
+        if self._store is None:
+            return []
+        try:
+            rows = self._store.get_range(start, limit)
+        except StoreError as exc:
+            raise WindowUnavailable(str(exc)) from exc
+        out: list[tuple[Block, bytes]] = []
+        expected = start
+        for block in rows:
+            if block.number != expected:
+                break  # never hand out a gap as if it were consecutive
+            out.append((block, encode_block(block, self._hub.epoch_length)))
+            expected += 1
+        return out
