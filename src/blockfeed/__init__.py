@@ -1,5 +1,6 @@
 """blockfeed: every finalized Substrate block, exactly once, in order, through any fault."""
 
+from blockfeed.epochs import EpochMonitor, EpochSchedule, SubnetEpochSchedule, TriggerContext
 from blockfeed.errors import (
     BlockfeedError,
     ConfigError,
@@ -10,13 +11,17 @@ from blockfeed.errors import (
     VerificationError,
 )
 from blockfeed.feed import BlockFeed, FeedStatus
+from blockfeed.store import CheckpointStore, open_store
 from blockfeed.types import Block, FeedEvent, Header, Mode, Source
 
 __all__ = [
     "Block",
     "BlockFeed",
     "BlockfeedError",
+    "CheckpointStore",
     "ConfigError",
+    "EpochMonitor",
+    "EpochSchedule",
     "FeedEvent",
     "FeedStatus",
     "Header",
@@ -25,6 +30,9 @@ __all__ = [
     "RpcError",
     "Source",
     "StoreError",
+    "SubnetEpochSchedule",
     "SubscriberLagged",
+    "TriggerContext",
     "VerificationError",
+    "open_store",
 ]

@@ -46,7 +46,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_BLOCK_TIME_S = 12.0
 DEFAULT_EPOCH_LENGTH = 360
-DEFAULT_REDIS_STREAM = "blockfeed:blocks"
+DEFAULT_REDIS_STREAM = "blockfeed:finalized"
+"""The same key ``blockfeed consume`` reads by default (``blockfeed.redis.DEFAULT_STREAM``)."""
 DEFAULT_REDIS_MAXLEN = 100_000
 READY_AGE_BLOCKS = 5.0
 """Without ``ready_max_block_age_s``, /ready fails once the last block is 5 block times old."""

@@ -8,9 +8,12 @@
     ├── RpcError                 a request failed
     │   ├── RpcTransportError    connection refused/reset/closed, timeout, HTTP 429/5xx
     │   └── RpcServerError       the node answered with a JSON-RPC error object (.code, .message)
+    │       └── rpc.methods.UnknownBlock      the node answered null for a block hash
     ├── VerificationError        a header's hash or parent link does not check out
-    ├── StoreError               the state file is corrupt, locked, read-only, full or another chain's
-    └── SubscriberLagged         a subscriber fell further behind than the feed keeps blocks for
+    │   └── redis.StreamGap      a Redis stream lacks entries the consumer needs (trimmed)
+    ├── StoreError               the state file is corrupt, locked, read-only, full, or foreign
+    ├── SubscriberLagged         a subscriber fell further behind than the feed keeps blocks for
+    └── redis.RedisUnavailable   Redis could not be reached (also a ConnectionError)
 
 Errors raised by third-party libraries are translated once, at the layer boundary, with
 ``raise ... from exc``; messages never contain credentials (see ``blockfeed.util.redact``).

@@ -14,7 +14,10 @@ from blockfeed.util.redact import redact_text, redact_url
         ("wss://node.example/ws/abcdef0123456789abcdef", "abcdef0123456789abcdef"),
         ("https://node.example/rpc?apikey=KEY123", "KEY123"),
         ("redis://:hunter2@127.0.0.1:6379/0", "hunter2"),
-        ("https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", "XXXXXXXXXXXXXXXXXXXXXXXX"),
+        (
+            "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "XXXXXXXXXXXXXXXXXXXXXXXX",
+        ),
     ],
 )
 def test_secret_is_masked(url: str, secret: str) -> None:

@@ -74,7 +74,9 @@ def serve(
         ),
     ] = None,
     network: Annotated[
-        str | None, typer.Option(help="Network name: finney, test or local.", show_default=False)
+        str | None, typer.Option(
+            help="Network name: finney, test, archive or local.", show_default=False
+        )
     ] = None,
     host: Annotated[
         str | None, typer.Option(help="Address to listen on (default 127.0.0.1).")
@@ -105,7 +107,10 @@ def serve(
     ] = None,
     stream: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="Redis stream key (default blockfeed:blocks)."),
+        typer.Option(
+            metavar="NAME",
+            help="Redis stream key (default blockfeed:finalized, what consume reads).",
+        ),
     ] = None,
     config: Annotated[
         Path | None,

@@ -38,7 +38,9 @@ def block_hash(header: Header) -> str:
     return "0x" + hashlib.blake2b(encode_header(header), digest_size=32).hexdigest()
 
 
-def _hex_bytes(value: Any, field: str, *, size: int | None = None, max_size: int | None = None) -> bytes:
+def _hex_bytes(
+    value: Any, field: str, *, size: int | None = None, max_size: int | None = None
+) -> bytes:
     if not isinstance(value, str) or not value.startswith("0x"):
         raise MalformedFrame(f"header field {field!r} must be a 0x-prefixed hex string")
     body = value[2:]
