@@ -1,24 +1,36 @@
 """Recovery benchmark (issue #3): blockfeed vs the FIRST FIX, side by side, fault by fault.
 
-Both clients follow the SAME devnode (short block time T) at the same time. For each fault class
-a fresh pair is started, warmed up, the fault is injected, and every block finalized in the
-following window is checked for each client:
+The devnode (short block time T) runs in its own process (``common.NodeProcess``): it stamps
+each block's finality time itself, and serving sockets and requests does not compete with the
+clients being measured for one event loop (``--in-process-node`` reproduces the old shared-loop
+setup for comparison). Both clients follow it at the same time. For each fault class a fresh
+pair is started, warmed up, the fault is injected, and every block finalized in the following
+window is checked for each client:
 
 - *first block after the fault*: from the moment the first block after the injection was
   finalized to the moment the client delivered any block from then on (how long the user saw
   nothing new);
+- *caught up after the fault ends*: from the end of the fault to the delivery of the block
+  that was the chain's head at that moment (0 when the client never fell behind): the time a
+  node restart (F2) or a dead HTTP side (F6) really costs once it is over;
 - delay of each delivered block after its finalization (p50 / max), blocks lost (never
-  delivered), duplicated, out of order, wrong (not the canonical hash), reconnects.
+  delivered), duplicated, out of order, wrong (not the canonical hash), reconnects, and how
+  often blockfeed left streaming ("socket given up").
 
-Then a polling-mode episode (WebSockets refused, HTTP fine) gives polling delay p50/p99 and HTTP
-requests per block, and a steady-state episode measures blockfeed's per-block overhead against a
-bare ``websockets`` subscription client (same blocks, same process, median of arrival-time
-differences).
+Then a polling-mode episode per client, each alone against the node (WebSockets closed right
+after their handshake, HTTP fine), gives polling delay p50/p99 and HTTP requests (POSTs; a
+JSON-RPC batch is one) per block from the node's own counter; and a steady-state episode
+measures blockfeed's per-block overhead against a bare ``websockets`` subscription client
+(same blocks, same process, median of arrival-time differences).
+
+blockfeed's constants given in absolute seconds (reconnect and HTTP backoff, quarantine,
+health checks) are scaled by T / 12 s like the first fix's, so both behave on the fast devnode
+as they would on finney (``--unscaled-feed`` keeps them absolute).
 
 Usage::
 
-    .venv/bin/python bench/recovery.py --quick          # ~2 min
-    .venv/bin/python bench/recovery.py --block-time 0.2 # default, <= ~6 min
+    .venv/bin/python bench/recovery.py --quick          # ~3 min
+    .venv/bin/python bench/recovery.py --block-time 0.2 # default, <= ~9 min
 
 Results go to ``bench/results/recovery.json``; a markdown table is printed for the README.
 """
@@ -46,12 +58,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blockfeed import BlockFeed
 from blockfeed.codec import block_hash
 from blockfeed.core import FollowerConfig
-from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.types import Block
 from common import (
     WAIT_S,
     BareSubscriber,
-    FinalityClock,
+    InProcessNode,
+    Node,
+    NodeProcess,
     Recorder,
     fmt,
     markdown_table,
@@ -99,7 +112,10 @@ def scenarios(*, halt_t: float) -> list[Scenario]:
             20,
         ),
         Scenario(
-            "F6",
+            "F6", "HTTP 503 (10 T), socket healthy", (("http_errors", 10, {"status": 503}),), 20
+        ),
+        Scenario(
+            "F4+F6",
             "HTTP 503 (10 T) while the subscription stalls (5 T)",
             (("http_errors", 10, {"status": 503}), ("sub_stall", 5, {})),
             20,
@@ -189,8 +205,7 @@ def first_fix_client(
 
 @dataclass
 class Bench:
-    node: DevNode
-    clock: FinalityClock
+    node: Node
     block_time_s: float
     scaled: bool = True
     """Scale blockfeed's absolute-second constants by T/12 s (see scaled_follower_config)."""
@@ -200,23 +215,26 @@ class Bench:
         return self.block_time_s
 
     async def warm_up(self, *recorders: Recorder) -> None:
-        target = self.node.chain.finalized_number + WARMUP_BLOCKS
+        target = self.node.finalized_number + WARMUP_BLOCKS
         for recorder in recorders:
             if not await recorder.wait_for(target, timeout_s=WAIT_S):
                 raise RuntimeError(f"{recorder.name} delivered nothing within {WAIT_S:g} s")
 
     async def fault_episode(self, scenario: Scenario) -> dict[str, Any]:
         """Start both clients, inject, watch the window plus grace, return per-client stats."""
-        self.node.faults.clear()
+        node = self.node
+        await node.clear()
         bf_rec, ff_rec = Recorder("blockfeed"), Recorder("firstfix")
-        ff = first_fix_client(self.node.ws_url, self.node.http_url, self.T, ff_rec)
-        async with BlockfeedClient(self.node.ws_url, self.T, bf_rec, scaled=self.scaled) as bf, ff:
+        ff = first_fix_client(node.ws_url, node.http_url, self.T, ff_rec)
+        async with BlockfeedClient(node.ws_url, self.T, bf_rec, scaled=self.scaled) as bf, ff:
             await self.warm_up(bf_rec, ff_rec)
             reconnects_before = (bf.reconnects, ff.reconnects)
             given_up_before = (bf.socket_given_up, ff.heartbeat_timeouts)
             injected_at = time.monotonic()
             for kind, seconds_t, options in scenario.faults:
-                self.node.faults.inject(kind, seconds=seconds_t * self.T, **options)
+                await node.inject(kind, seconds=seconds_t * self.T, **options)
+            longest_t = max((seconds_t for _, seconds_t, _ in scenario.faults), default=0.0)
+            fault_end = injected_at + longest_t * self.T
             window_end = injected_at + scenario.window_t * self.T
             await asyncio.sleep(max(0.0, window_end - time.monotonic()))
             reconnects = (
@@ -229,95 +247,111 @@ class Bench:
             )
             await asyncio.sleep(GRACE_T * self.T)
             bf_status = bf.status()
-        self.node.faults.clear()
+        await node.clear()
         out: dict[str, Any] = {}
         for name, recorder, count, dropped in (
             ("blockfeed", bf_rec, reconnects[0], given_up[0]),
             ("firstfix", ff_rec, reconnects[1], given_up[1]),
         ):
             stats = window_stats(
-                recorder, self.clock, self.node.chain.hash_of, start_s=injected_at, end_s=window_end
+                recorder, node, node.hash_of, start_s=injected_at, end_s=window_end
             )
             row = stats.to_dict(self.T)
-            row["first_block_after_fault_s"] = round_or_none(
-                self.first_block_delay(recorder, injected_at, window_end), 4
-            )
-            row["first_block_after_fault_T"] = round_or_none(
-                None
-                if row["first_block_after_fault_s"] is None
-                else row["first_block_after_fault_s"] / self.T
-            )
-            gap = longest_gap(recorder, injected_at, window_end)
-            row["longest_gap_s"] = round_or_none(gap, 4)
-            row["longest_gap_T"] = round_or_none(None if gap is None else gap / self.T)
+            self._put(row, "first_block_after_fault",
+                      self.first_block_delay(recorder, injected_at, window_end))
+            self._put(row, "longest_gap", longest_gap(recorder, injected_at, window_end))
+            caught_up = None
+            if scenario.faults:
+                caught_up = self.caught_up_after(recorder, fault_end, window_end + GRACE_T * self.T)
+            self._put(row, "caught_up_after_fault_end", caught_up)
             row["reconnects"] = count
             row["socket_given_up"] = dropped
             out[name] = row
         out["blockfeed"]["blocks_by_source"] = dict(getattr(bf_status, "blocks_by_source", {}))
+        out["blockfeed"]["transitions"] = dict(getattr(bf_status, "transitions", {}))
         return out
+
+    def _put(self, row: dict[str, Any], key: str, seconds: float | None) -> None:
+        row[f"{key}_s"] = round_or_none(seconds, 4)
+        row[f"{key}_T"] = round_or_none(None if seconds is None else seconds / self.T)
 
     def first_block_delay(self, recorder: Recorder, start_s: float, end_s: float) -> float | None:
         """Time from the first block finalized after ``start_s`` to the next delivery of anything
         at least that new."""
-        numbers = self.clock.numbers_between(start_s, end_s)
+        numbers = self.node.numbers_between(start_s, end_s)
         if not numbers:
             return None
         first = numbers[0]
+        finalized_at = self.node.finalized_at
         for delivery in recorder.deliveries:
-            if delivery.number >= first and delivery.at >= self.clock.finalized_at[first] - 1:
-                return max(0.0, delivery.at - self.clock.finalized_at[first])
+            if delivery.number >= first and delivery.at >= finalized_at[first] - 1:
+                return max(0.0, delivery.at - finalized_at[first])
+        return None
+
+    def caught_up_after(self, recorder: Recorder, end_s: float, limit_s: float) -> float | None:
+        """From ``end_s`` (the fault is over) to the delivery of the block that was the chain's
+        head then; 0 if it had been delivered already, None if never (before ``limit_s``)."""
+        finalized = [n for n, at in self.node.finalized_at.items() if at <= end_s]
+        if not finalized:
+            return None
+        head = max(finalized)
+        for delivery in recorder.deliveries:
+            if delivery.number >= head and delivery.at <= limit_s:
+                return max(0.0, delivery.at - end_s)
         return None
 
     async def polling_episode(self, window_t: float) -> dict[str, Any]:
-        """Every WebSocket is closed right after its handshake; HTTP works. Measure polling."""
-        self.node.faults.clear()
-        bf_rec, ff_rec = Recorder("blockfeed"), Recorder("firstfix")
-        ff = first_fix_client(self.node.ws_url, self.node.http_url, self.T, ff_rec)
+        """Each client alone: every WebSocket is closed right after its handshake while HTTP
+        works. Delays of the blocks finalized in the window, and the POSTs the node counted."""
+        out: dict[str, Any] = {}
         settle_t = 8.0  # the first fix needs 5-6 T to notice; both are polling afterwards
-        async with BlockfeedClient(self.node.ws_url, self.T, bf_rec, scaled=self.scaled) as bf, ff:
-            await self.warm_up(bf_rec, ff_rec)
-            self.node.faults.inject(
-                "close", seconds=(settle_t + window_t + GRACE_T) * self.T, flap=True
+        for name in ("blockfeed", "firstfix"):
+            node = self.node
+            await node.clear()
+            recorder = Recorder(name)
+            client: Any
+            if name == "blockfeed":
+                client = BlockfeedClient(node.ws_url, self.T, recorder, scaled=self.scaled)
+            else:
+                client = first_fix_client(node.ws_url, node.http_url, self.T, recorder)
+            async with client:
+                await self.warm_up(recorder)
+                await node.inject(
+                    "close", seconds=(settle_t + window_t + GRACE_T) * self.T, flap=True
+                )
+                await asyncio.sleep(settle_t * self.T)
+                start = time.monotonic()
+                posts_before = (await node.stats())["http_requests"]
+                await asyncio.sleep(window_t * self.T)
+                end = time.monotonic()
+                posts = (await node.stats())["http_requests"] - posts_before
+                await asyncio.sleep(GRACE_T * self.T)
+                if name == "blockfeed":
+                    status = client.status()
+                    out["blockfeed_mode_at_end"] = str(status.mode)
+                    out["blockfeed_requests_by_kind"] = dict(status.requests)
+            await node.clear()
+            blocks = len(node.numbers_between(start, end))
+            row = window_stats(recorder, node, node.hash_of, start_s=start, end_s=end).to_dict(
+                self.T
             )
-            await asyncio.sleep(settle_t * self.T)
-            start = time.monotonic()
-            posts_before = self.node.stats.http_requests
-            ff_posts_before = ff.http_requests
-            await asyncio.sleep(window_t * self.T)
-            end = time.monotonic()
-            posts = self.node.stats.http_requests - posts_before
-            ff_posts = ff.http_requests - ff_posts_before
-            await asyncio.sleep(GRACE_T * self.T)
-            bf_status = bf.status()
-        self.node.faults.clear()
-        blocks = len(self.clock.numbers_between(start, end))
-        out: dict[str, Any] = {
-            "blocks": blocks,
-            "blockfeed_mode_at_end": str(bf_status.mode),
-            "blockfeed_requests_by_kind": dict(getattr(bf_status, "requests", {}) or {}),
-        }
-        for name, recorder, requests in (
-            ("blockfeed", bf_rec, posts - ff_posts),
-            ("firstfix", ff_rec, ff_posts),
-        ):
-            row = window_stats(
-                recorder, self.clock, self.node.chain.hash_of, start_s=start, end_s=end
-            ).to_dict(self.T)
-            row["http_requests"] = requests
-            row["requests_per_block"] = round(requests / blocks, 3) if blocks else None
+            row["http_requests"] = posts
+            row["requests_per_block"] = round(posts / blocks, 3) if blocks else None
             out[name] = row
+            out["blocks"] = blocks
         return out
 
     async def overhead_episode(self, blocks: int) -> dict[str, Any]:
         """blockfeed vs a bare websockets subscription on the same blocks: extra ms per block."""
-        self.node.faults.clear()
+        node = self.node
+        await node.clear()
         bf_rec, bare_rec = Recorder("blockfeed"), Recorder("bare")
         async with (
-            BlockfeedClient(self.node.ws_url, self.T, bf_rec, scaled=self.scaled),
-            BareSubscriber(self.node.ws_url, bare_rec),
+            BlockfeedClient(node.ws_url, self.T, bf_rec, scaled=self.scaled),
+            BareSubscriber(node.ws_url, bare_rec),
         ):
             await self.warm_up(bf_rec, bare_rec)
-            target = self.node.chain.finalized_number + blocks
+            target = node.finalized_number + blocks
             await bf_rec.wait_for(target, timeout_s=blocks * self.T * 3 + WAIT_S)
         bare_at = {d.number: d.at for d in bare_rec.deliveries}
         diffs_ms = [
@@ -372,6 +406,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for key in (
         "first_block_after_fault_s",
         "first_block_after_fault_T",
+        "caught_up_after_fault_end_s",
+        "caught_up_after_fault_end_T",
         "delay_max_s",
         "delay_max_T",
         "longest_gap_s",
@@ -402,6 +438,7 @@ def render(results: dict[str, Any]) -> str:
         "fault",
         "first block after fault, T (blockfeed / first fix)",
         "first fix / blockfeed",
+        "caught up after the fault ends, T",
         "longest wait for a new block, T",
         "max delay, T",
         "lost",
@@ -425,6 +462,7 @@ def render(results: dict[str, Any]) -> str:
                 "-"
                 if fault_class == "none"
                 else ratio(ff["first_block_after_fault_T"], bf["first_block_after_fault_T"]),
+                pair("caught_up_after_fault_end_T"),
                 pair("longest_gap_T"),
                 pair("delay_max_T"),
                 pair("lost"),
@@ -436,8 +474,10 @@ def render(results: dict[str, Any]) -> str:
             ]
         )
     lines = [
-        f"Recovery, blockfeed vs the first fix (T = {T:g} s devnode, "
-        f"{results['meta']['repeats']} run(s) per fault; cells are blockfeed / first fix):",
+        f"Recovery, blockfeed vs the first fix (T = {T:g} s devnode in "
+        f"{results['meta'].get('devnode', 'own process')}, {results['meta']['repeats']} run(s) "
+        f"per fault, worst run shown; cells are blockfeed / first fix; 'lost' counts blocks "
+        f"never delivered, so the first fix's delays cover only the blocks it did deliver):",
         "",
         markdown_table(header, rows),
         "",
@@ -446,7 +486,9 @@ def render(results: dict[str, Any]) -> str:
     if polling:
         bf, ff = polling["blockfeed"], polling["firstfix"]
         lines += [
-            f"Polling mode (WebSocket refused, {polling['blocks']} blocks):",
+            f"Polling mode (every WebSocket closed right after its handshake, HTTP fine; each "
+            f"client alone against the node; {polling['blocks']} blocks; requests = HTTP POSTs "
+            f"counted by the node, a JSON-RPC batch is one):",
             "",
             markdown_table(
                 ["client", "delay p50, T", "delay p99, T", "requests per block", "lost"],
@@ -486,15 +528,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     T = args.block_time
     repeats = 1 if args.quick else args.repeats
     halt_t = 35.0 if args.quick else 45.0
-    config = DevNodeConfig(
-        block_time_s=T, finality_jumps=args.finality_jumps, seed=args.seed, start_block=6_940_000
-    )
+    config = {
+        "block_time_s": T,
+        "finality_jumps": args.finality_jumps,
+        "seed": args.seed,
+        "start_block": 6_940_000,
+    }
     results: dict[str, Any] = {
         "meta": {
             "block_time_s": T,
             "repeats": repeats,
             "quick": args.quick,
             "blockfeed_constants_scaled": not args.unscaled_feed,
+            "devnode": "same process" if args.in_process_node else "own process",
             "finality_jumps": args.finality_jumps,
             "seed": args.seed,
             "python": platform.python_version(),
@@ -504,8 +550,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "faults": {},
     }
     started = time.monotonic()
-    async with DevNode(config) as node, FinalityClock(node) as clock:
-        bench = Bench(node, clock, T, scaled=not args.unscaled_feed)
+    node: Node = InProcessNode(**config) if args.in_process_node else NodeProcess(**config)
+    async with node:
+        bench = Bench(node, T, scaled=not args.unscaled_feed)
         wanted = set(args.only.split(",")) if args.only else None
         for scenario in scenarios(halt_t=halt_t):
             if wanted and scenario.fault_class not in wanted:
@@ -524,7 +571,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         if not wanted or "polling" in wanted:
             print("  polling mode", flush=True)
-            results["polling"] = await bench.polling_episode(20.0 if args.quick else 40.0)
+            results["polling"] = await bench.polling_episode(40.0 if args.quick else 150.0)
         if not wanted or "overhead" in wanted:
             print("  steady-state overhead", flush=True)
             results["overhead"] = await bench.overhead_episode(100 if args.quick else 400)
@@ -543,6 +590,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--unscaled-feed",
         action="store_true",
         help="keep blockfeed's backoff/quarantine constants in absolute seconds (not T/12 s)",
+    )
+    parser.add_argument(
+        "--in-process-node",
+        action="store_true",
+        help="run the devnode in this process's event loop (the old, less fair setup)",
     )
     parser.add_argument(
         "--only", default="", help="comma list of fault classes / polling / overhead to run"

@@ -94,7 +94,16 @@ class FeedEvent:
 
     ``kind`` is one of: ``mode_changed``, ``disconnected``, ``recovered``, ``finality_stalled``,
     ``finality_resumed``, ``endpoint_quarantined``, ``reconnect``, ``trigger_failed``,
-    ``verification_failed``.
+    ``verification_failed``, ``unavailable``.
+
+    ``verification_failed``: a header contradicts the verified chain or itself. When it is the
+    block right after a resume checkpoint, ``details`` has ``checkpoint`` (that number) and
+    ``endpoints_disagreeing``; when endpoints list different start blocks, ``details`` has
+    ``votes`` (endpoint -> hash).
+    ``unavailable``: the block the feed needs next is below an endpoint's history (a pruned
+    node, or a start before the chain's first block); ``details``: ``number``, and
+    ``first_listed`` when the endpoint named a later block it has. The feed keeps retrying
+    with backoff (an archive endpoint may answer); ``FeedStatus.error`` says so meanwhile.
     """
 
     kind: str

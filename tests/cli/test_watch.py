@@ -241,3 +241,84 @@ def test_help_explains_the_flags() -> None:
     ):
         assert flag in result.output
     assert "exactly once" in result.output
+
+
+async def test_state_of_another_chain_exits_1_with_the_reason(tmp_path: Path) -> None:
+    """--state written on one chain, then pointed at another chain: exit 1 saying so."""
+    state = str(tmp_path / "watch.sqlite")
+    other_config = DevNodeConfig(block_time_s=BLOCK_TIME_S, seed=8, finality_jumps=0.2)
+    async with DevNode(DevNodeConfig(block_time_s=BLOCK_TIME_S, seed=7)) as first:
+        code, _out, err = await _run(first.ws_url, "--json", "--state", state, "--count", "2",
+                                     "--block-time", str(BLOCK_TIME_S))
+        assert code == 0, err
+    async with DevNode(other_config) as other:
+        code, out, err = await _run(other.ws_url, "--json", "--state", state, "--count", "2",
+                                    "--block-time", str(BLOCK_TIME_S))
+    assert code == 1 and out == ""
+    final = err.strip().splitlines()[-1]
+    assert final.startswith("blockfeed watch: state file") and "belongs to the chain" in final
+    assert "Traceback" not in err
+
+
+async def test_state_whose_checkpoint_the_node_does_not_extend_exits_1(tmp_path: Path) -> None:
+    """Same genesis, another history (devnodes with different first blocks): the block after
+    the checkpoint does not link to it, so watch stops at once (exit 1) naming the checkpoint,
+    long before the startup timeout, and prints nothing."""
+    state = str(tmp_path / "watch.sqlite")
+    base = {"block_time_s": BLOCK_TIME_S, "seed": 7, "finality_jumps": 0.0}
+    async with DevNode(DevNodeConfig(start_block=5_000, **base)) as first:
+        first.advance(20)
+        code, out, err = await _run(first.ws_url, "--json", "--state", state, "--count", "3",
+                                    "--from", "5005", "--block-time", str(BLOCK_TIME_S))
+        assert code == 0, err
+        assert [b["number"] for b in _json_lines(out)] == [5005, 5006, 5007]
+    async with DevNode(DevNodeConfig(start_block=5_001, **base)) as forked:
+        forked.advance(20)
+        began = asyncio.get_running_loop().time()
+        code, out, err = await _run(forked.ws_url, "--json", "--state", state,
+                                    "--startup-timeout", "40", "--block-time",
+                                    str(BLOCK_TIME_S))
+        took = asyncio.get_running_loop().time() - began
+    assert code == 1 and out == ""
+    assert "does not extend the checkpoint #5007" in err, err
+    assert "Traceback" not in err
+    assert took < 30  # it did not wait for the 40 s startup timeout
+
+
+async def test_from_below_the_nodes_history_exits_1_with_the_reason() -> None:
+    """--from N below the node's first block: after --startup-timeout, exit 1 and say that the
+    block is below the node's history (the feed kept retrying meanwhile)."""
+    config = DevNodeConfig(block_time_s=BLOCK_TIME_S, seed=7, start_block=6_940_000)
+    async with DevNode(config) as node:
+        node.advance(30)
+        code, out, err = await _run(node.ws_url, "--json", "--from", "1000", "--startup-timeout",
+                                    "3", "--block-time", str(BLOCK_TIME_S))
+    assert code == 1 and out == ""
+    assert "block #1000 is not available" in err and "below that node's history" in err, err
+    assert "Traceback" not in err
+
+
+async def test_state_acknowledges_exactly_the_printed_lines_on_ctrl_c(tmp_path: Path) -> None:
+    """--state + Ctrl-C: the next run starts right after the last line the first run printed
+    (nothing repeated, nothing skipped)."""
+    state = str(tmp_path / "watch.sqlite")
+    async with DevNode(DevNodeConfig(block_time_s=BLOCK_TIME_S, seed=7)) as node:
+        process = await _start(node.ws_url, "--json", "--state", state, "--block-time",
+                               str(BLOCK_TIME_S))
+        try:
+            assert process.stdout is not None
+            lines = [await asyncio.wait_for(process.stdout.readline(), WAIT_S) for _ in range(4)]
+            process.send_signal(signal.SIGINT)
+            rest, err = await asyncio.wait_for(process.communicate(), WAIT_S)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, err.decode()
+        first_run = _json_lines(b"".join(lines).decode() + rest.decode())
+        code, out, err2 = await _run(node.ws_url, "--json", "--state", state, "--count", "3",
+                                     "--block-time", str(BLOCK_TIME_S))
+        assert code == 0, err2
+        second_run = _json_lines(out)
+        assert second_run[0]["number"] == first_run[-1]["number"] + 1
+        _assert_chain(first_run + second_run, node)

@@ -269,7 +269,11 @@ class Sim:
             asked_at = self.now + node.latency_s / 2
             done = self.now + node.latency_s
             on_result = f.on_poll_result if isinstance(action, Poll) else f.on_probe_result
-            if node.http_fail:
+            if action.transport == "ws":  # a request on the socket: answered while it is open
+                if self._socket is None or self._socket[0] != action.endpoint:
+                    self.at(done, lambda: f.on_failure(action, "socket closed", self.now))
+                    return
+            elif node.http_fail:
                 self.at(done, lambda: f.on_failure(action, "HTTP 503", self.now, status=503))
                 return
             head = self._head(node, asked_at)

@@ -59,12 +59,13 @@ class Harness:
     """Drives a follower and returns each input's outputs."""
 
     def __init__(self, labels: list[str] | None = None, *, anchor: int | None = START,
-                 **config: object) -> None:
+                 start_number: int | None = None, **config: object) -> None:
         defaults: dict[str, object] = {"block_time_s": T, "hedge": False}
         defaults.update(config)
         self.f = Follower(
             labels or ["a"],
             anchor=None if anchor is None else (anchor, HASH[anchor]),
+            start_number=start_number,
             config=FollowerConfig(**defaults),  # type: ignore[arg-type]
             rng=lambda: 1.0,
             reconnect_backoff=fixed_backoff(1.0, 2.0, 4.0, 8.0),
@@ -251,17 +252,39 @@ def test_silent_socket_probe_chain_still_means_stall_not_reconnect() -> None:
 
 
 def test_silent_socket_probe_fails_means_node_down() -> None:
-    """The probe fails too -> disconnected; the socket is distrusted, not closed; its next block
-    restores streaming without any reconnect."""
+    """The HTTP probe fails, then the same question asked on the socket fails too ->
+    disconnected; the socket is distrusted, not closed; its next block restores streaming
+    without any reconnect."""
     h = streaming_harness()
     probe = h.timer(1.52).of(Probe)[0]
     h.f.on_failure(probe, "connection refused", 1.6)
     step = h.out()
+    assert h.f.mode is Mode.STREAMING  # no verdict from HTTP alone
+    retry = step.of(Probe)
+    assert [(p.endpoint, p.transport, p.purpose) for p in retry] == [  # type: ignore[attr-defined]
+        ("a", "ws", "silence")]
+    h.f.on_failure(retry[0], "timed out", 1.7)
+    step = h.out()
     assert h.f.mode is Mode.DISCONNECTED and "node or network down" in step.events[-1].reason
     assert step.of(CloseSocket) == [] and step.of(Connect) == []
     assert h.f.socket_state is SocketState.SUBSCRIBED
-    step = h.ws(START + 2, 1.7)
+    step = h.ws(START + 2, 1.8)
     assert step.numbers == [START + 2] and h.f.mode is Mode.STREAMING and h.f.reconnects == 0
+
+
+def test_silent_subscription_with_http_down_is_judged_over_the_socket() -> None:
+    """F4 + F6: the HTTP probe fails; the socket, asked directly, says the chain moved on: the
+    subscription is stale and recycled at once; the head read over the socket is delivered."""
+    h = streaming_harness()
+    probe = h.timer(1.52).of(Probe)[0]
+    h.f.on_failure(probe, "HTTP 503", 1.6, status=503)
+    ws_probe = h.out().of(Probe)[0]
+    assert ws_probe.transport == "ws"  # type: ignore[attr-defined]
+    step = h.head(ws_probe, START + 2, 1.61)  # type: ignore[arg-type]
+    assert step.numbers == [START + 2] and step.blocks[0].source is Source.POLL
+    assert step.of(CloseSocket) and step.of(Connect)  # recycled, no backoff (it was proven)
+    assert h.f.probes["stale"] == 1 and h.f.probes["failed"] == 0
+    assert h.f.requests["ws_probe"] == 1
 
 
 def test_hedge_delivers_a_late_block_from_http() -> None:
@@ -423,3 +446,211 @@ def test_probe_verdict_void_if_the_socket_spoke_meanwhile() -> None:
     h.ws(START + 4, deadline + 0.1)
     h.f.on_failure(probe, "timed out", deadline + 0.2)
     assert h.f.mode is Mode.STREAMING and h.f.socket_state is SocketState.HEALTHY
+
+
+# -- start-block cross-check (head start, two endpoints) ------------------------------------------
+
+
+def answer_range(h: Harness, fetch: FetchRange, now: float, *, lie: bool = False,
+                 listed_from: int = 0) -> Step:
+    """Answer a FetchRange like a node whose history starts at ``listed_from``; a liar serves
+    every header with a wrong parent (so its hashes differ and its headers do not link)."""
+    numbers = range(fetch.start, fetch.end + 1)
+    headers = [(liar_header(CHAIN[n]) if lie else CHAIN[n]) if n >= listed_from else None
+               for n in numbers]
+    hashes = [None if header is None else block_hash(header) for header in headers]
+    h.f.on_range_result(fetch, hashes, headers, now)
+    return h.out()
+
+
+def test_head_start_with_two_endpoints_needs_both_to_list_the_start_block() -> None:
+    """Head start, two endpoints: the polled head is not delivered until a and b each listed
+    its hash by number (with the parent link to #n-1 checked); then it is, once."""
+    h = Harness(["a", "b"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05)  # type: ignore[arg-type]
+    assert step.numbers == []
+    vote_a = step.of(FetchRange)
+    assert vote_a == [FetchRange(START + 6, START + 7, "a", vote_a[0].seq, "start", "http",  # type: ignore[attr-defined]
+                                 True)]
+    step = answer_range(h, vote_a[0], 0.06)  # type: ignore[arg-type]
+    assert step.numbers == []
+    vote_b = step.of(FetchRange)
+    assert [(f.start, f.end, f.endpoint, f.check_only_first) for f in vote_b] == [  # type: ignore[attr-defined]
+        (START + 6, START + 7, "b", True)]
+    step = answer_range(h, vote_b[0], 0.07)  # type: ignore[arg-type]
+    assert step.numbers == [START + 7] and step.blocks[0].hash == HASH[START + 7]
+    assert step.blocks[0].source is Source.POLL  # the earliest copy of the agreed header
+    assert "verification_failed" not in step.kinds()
+
+
+def test_head_start_liar_on_one_of_two_is_caught_and_never_delivered() -> None:
+    """Endpoint a lies (wrong parents): its vote fails the link check, it is quarantined, and
+    the start block delivered is b's (true) one; a's polled head is rejected, never delivered."""
+    h = Harness(["a", "b"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05, lie=True)  # type: ignore[arg-type]
+    assert step.numbers == []
+    step = answer_range(h, step.of(FetchRange)[0], 0.06, lie=True)  # type: ignore[arg-type]
+    assert step.numbers == []
+    assert {e.kind for e in step.events} >= {"verification_failed", "endpoint_quarantined"}
+    assert all(e.endpoint == "a" for e in step.events if e.kind == "endpoint_quarantined")
+    vote_b = step.of(FetchRange)
+    assert [f.endpoint for f in vote_b] == ["b"]  # type: ignore[attr-defined]
+    step = answer_range(h, vote_b[0], 0.07)  # type: ignore[arg-type]
+    assert step.numbers == [START + 7] and step.blocks[0].hash == HASH[START + 7]
+    assert h.f.ranking["a"].is_quarantined(0.07) and not h.f.ranking["b"].is_quarantined(0.07)
+
+
+def next_fetch(h: Harness, *, head: int) -> tuple[FetchRange, float]:
+    """Run timers (answering polls with ``head``) until the follower asks for a range."""
+    for _ in range(1000):
+        deadline = h.f.next_deadline()
+        assert deadline is not None
+        step = h.timer(deadline)
+        fetches = step.of(FetchRange)
+        for poll in step.of(Poll):
+            fetches += h.head(poll, head, deadline).of(FetchRange)  # type: ignore[arg-type]
+        if fetches:
+            return fetches[0], deadline  # type: ignore[return-value]
+    raise AssertionError("no FetchRange within 1000 timer steps")
+
+
+def test_start_votes_that_disagree_block_delivery_and_say_so() -> None:
+    """Two self-consistent endpoints listing different start blocks: nothing is delivered, one
+    verification_failed event names both votes, blocked is set, and re-asking backs off."""
+    h = Harness(["a", "b"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05)  # type: ignore[arg-type]
+    step = answer_range(h, step.of(FetchRange)[0], 0.06)  # type: ignore[arg-type]
+    fetch = step.of(FetchRange)[0]
+    assert fetch.endpoint == "b"  # type: ignore[attr-defined]
+    other = make_chain(START, 20, seed=99)  # a different, internally consistent history
+    numbers = range(fetch.start, fetch.end + 1)  # type: ignore[attr-defined]
+    h.f.on_range_result(fetch, [block_hash(other[n]) for n in numbers],  # type: ignore[arg-type]
+                        [other[n] for n in numbers], 0.07)
+    step = h.out()
+    assert step.numbers == []
+    conflicts = [e for e in step.events if e.kind == "verification_failed"]
+    assert len(conflicts) == 1 and set(conflicts[0].details["votes"]) == {"a", "b"}
+    assert h.f.blocked is not None and "disagree on start block" in h.f.blocked
+    asked = list(step.of(FetchRange))
+    now = 0.07
+    while now < 20.0:
+        if asked:
+            answer_range(h, asked[-1], now)  # type: ignore[arg-type]
+        fetch, now = next_fetch(h, head=START + 7)
+        asked.append(fetch)
+    assert h.f.deliverable() == [] and len(asked) <= 12  # backed off, never delivered
+    assert h.f.blocked is not None
+
+
+def test_a_failing_second_endpoint_does_not_keep_the_feed_from_starting() -> None:
+    """b's HTTP fails when asked for its vote: only one healthy endpoint is left, so a's vote
+    alone decides and the start block is delivered."""
+    h = Harness(["a", "b"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05)  # type: ignore[arg-type]
+    step = answer_range(h, step.of(FetchRange)[0], 0.06)  # type: ignore[arg-type]
+    fetch = step.of(FetchRange)[0]
+    assert fetch.endpoint == "b"  # type: ignore[attr-defined]
+    h.f.on_failure(fetch, "HTTP 503", 0.07, status=503)
+    step = h.out()
+    assert step.numbers == [START + 7] and step.blocks[0].hash == HASH[START + 7]
+
+
+def test_head_start_at_the_nodes_first_block_moves_on_to_a_checkable_one() -> None:
+    """The head is the node's first block (its parent is not listed), so no vote can check a
+    link: the start moves one block on, where both endpoints' votes are link-checked."""
+    h = Harness(["a", "b"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05)  # type: ignore[arg-type]
+    step = answer_range(h, step.of(FetchRange)[0], 0.06, listed_from=START + 7)  # type: ignore[arg-type]
+    assert step.numbers == [] and h.f.ranking.usable_count(0.06) == 2
+    assert step.of(FetchRange) == []  # nothing to vote on until #n+1 is known
+    fetch, now = next_fetch(h, head=START + 8)
+    assert (fetch.start, fetch.end, fetch.check_only_first) == (START + 7, START + 8, True)
+    step = answer_range(h, fetch, now)
+    step = answer_range(h, step.of(FetchRange)[0], now + 0.01)  # type: ignore[arg-type]
+    assert step.numbers == [START + 8] and step.blocks[0].hash == HASH[START + 8]
+
+
+def test_single_endpoint_head_start_needs_no_second_vote() -> None:
+    """One endpoint: the confirmed polled head is delivered at once (no extra requests)."""
+    h = Harness(["a"], anchor=None)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 7, 0.05)  # type: ignore[arg-type]
+    assert step.numbers == [START + 7] and step.of(FetchRange) == []
+
+
+# -- a start below the node's history, a checkpoint from another history -------------------------
+
+
+def test_start_below_history_is_reported_unavailable_and_retried_with_backoff() -> None:
+    """start_number below the node's first block: one 'unavailable' event naming the first
+    listed block, blocked set, retries spaced further apart; an archive answer unblocks."""
+    h = Harness(["a"], anchor=None, start_number=START + 2)
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 30, 0.05)  # type: ignore[arg-type]
+    fetch = step.of(FetchRange)[0]
+    assert (fetch.start, fetch.purpose) == (START + 2, "start")  # type: ignore[attr-defined]
+    step = answer_range(h, fetch, 0.06, listed_from=START + 10)  # type: ignore[arg-type]
+    events = [e for e in step.events if e.kind == "unavailable"]
+    assert len(events) == 1 and events[0].endpoint == "a"
+    assert events[0].details == {"number": START + 2, "first_listed": START + 10}
+    assert f"#{START + 2}" in events[0].reason and "below" in events[0].reason
+    assert h.f.blocked == events[0].reason
+    now, gaps = 0.06, []
+    for _ in range(4):
+        fetch, at = next_fetch(h, head=START + 30)
+        gaps.append(at - now)
+        now = at
+        step = answer_range(h, fetch, now, listed_from=START + 10)
+        assert "unavailable" not in step.kinds()  # said once, not on every retry
+        assert step.numbers == [] and h.f.blocked is not None
+    assert gaps == sorted(gaps) and gaps[-1] >= 4 * gaps[0]
+    fetch, now = next_fetch(h, head=START + 30)
+    step = answer_range(h, fetch, now)  # an endpoint that keeps the old blocks answers
+    assert step.numbers[:2] == [START + 2, START + 3] and h.f.blocked is None
+
+
+def test_far_below_the_head_with_nothing_listed_is_unavailable_too() -> None:
+    """A range far below the endpoint's head with no hash at all (a start long before its
+    first block) is unavailable: the event has no first_listed."""
+    h = Harness(["a"], anchor=None, start_number=START + 2)
+    poll = h.start(0.0).of(Poll)[0]
+    fetch = h.head(poll, START + 90, 0.05).of(FetchRange)[0]  # type: ignore[arg-type]
+    step = answer_range(h, fetch, 0.06, listed_from=10**9)  # type: ignore[arg-type]
+    events = [e for e in step.events if e.kind == "unavailable"]
+    assert len(events) == 1 and events[0].details["first_listed"] is None
+
+
+def test_not_yet_finalized_numbers_are_not_unavailable() -> None:
+    """A number above the endpoint's head comes back unknown too: that is 'not yet', no event."""
+    h = Harness(["a"])
+    poll = h.start(0.0).of(Poll)[0]
+    step = h.head(poll, START + 5, 0.05)  # type: ignore[arg-type]
+    fetch = step.of(FetchRange)[0]
+    step = h.fill(fetch, 0.06, known_up_to=START + 2)  # type: ignore[arg-type]
+    assert step.numbers == [START + 1, START + 2]
+    assert "unavailable" not in step.kinds() and h.f.blocked is None
+
+
+def test_checkpoint_from_another_history_is_named_and_blocks() -> None:
+    """Resuming after a checkpoint the only endpoint does not extend: the verification event
+    says so (details carry the checkpoint number) and blocked is set; nothing is delivered."""
+    h = Harness(["a"])
+    poll = h.start(0.0).of(Poll)[0]
+    other = make_chain(START, 20, seed=99)
+    header = other[START + 4]
+    h.f.on_poll_result(poll, block_hash(header), header, 0.05)  # type: ignore[arg-type]
+    fetch = h.out().of(FetchRange)[0]
+    numbers = range(fetch.start, fetch.end + 1)  # type: ignore[attr-defined]
+    h.f.on_range_result(fetch, [block_hash(other[n]) for n in numbers],  # type: ignore[arg-type]
+                        [other[n] for n in numbers], 0.06)
+    step = h.out()
+    assert step.numbers == []
+    mismatch = [e for e in step.events if e.details.get("checkpoint") == START]
+    assert mismatch and "does not extend the checkpoint" in mismatch[0].reason
+    assert mismatch[0].details["endpoints_disagreeing"] == ["a"]
+    assert h.f.blocked is not None and "every configured endpoint" in h.f.blocked

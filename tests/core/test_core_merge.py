@@ -172,3 +172,66 @@ def test_pending_is_bounded() -> None:
         merge.offer(ws(n))
     assert merge.pending_numbers() == [110, 120, 130]
     assert merge.best_known == 140
+
+
+def vote(merge: Merge, ep: str, n: int, *, lie: bool = False) -> None:
+    """``ep`` lists block ``n`` (and ``n-1`` for the link check) by number."""
+    headers = [CHAIN[n - 1], liar_header(CHAIN[n]) if lie else CHAIN[n]]
+    merge.offer_range(n - 1, [block_hash(h) for h in headers], headers, endpoint=ep,
+                      received_at=1.0, check_only_first=True)
+
+
+def test_start_quorum_waits_for_enough_endpoints_to_list_the_start_block() -> None:
+    """With start_quorum 2, a confirmed poll and one vote are not enough; a second matching
+    vote delivers the block once; the link-only block n-1 is never offered."""
+    merge = Merge()
+    merge.start_quorum = 2
+    merge.offer(poll(120, ep="a"))
+    assert merge.drain() == [] and merge.gap(chunk=10) == (120, 120)
+    vote(merge, "a", 120)
+    assert merge.drain() == [] and merge.start_votes(120) == {"a": HASH[120]}
+    vote(merge, "b", 120)
+    blocks = merge.drain()
+    assert [b.number for b in blocks] == [120] and blocks[0].hash == HASH[120]
+    assert merge.pending_numbers() == [] and merge.start_votes(120) == {}
+
+
+def test_start_votes_that_disagree_deliver_nothing_until_one_is_discarded() -> None:
+    """A vote whose block does not link to n-1 does not count; votes for two hashes deliver
+    nothing; once one is discarded and the quorum is one, the other block is delivered and the
+    discarded endpoint's copy is rejected."""
+    merge = Merge()
+    merge.start_quorum = 2
+    merge.offer(poll(120, ep="b"))
+    vote(merge, "a", 120, lie=True)  # its n does not link to n-1: rejected as a whole
+    assert merge.start_votes(120) == {}
+    other = make_chain(90, 60, seed=99)  # a self-consistent other history
+    headers = [other[119], other[120]]
+    merge.offer_range(119, [block_hash(h) for h in headers], headers, endpoint="a",
+                      received_at=1.0, check_only_first=True)
+    assert merge.start_votes(120) == {"a": block_hash(other[120])}
+    vote(merge, "b", 120)
+    assert merge.drain() == []
+    merge.discard_votes("a")
+    merge.start_quorum = 1
+    blocks = merge.drain()
+    assert [b.hash for b in blocks] == [HASH[120]]
+    assert [(r.endpoint, r.number) for r in merge.rejections()] == [("a", 120)]
+
+
+def test_check_only_first_tolerates_an_unknown_first_number_but_it_is_no_vote() -> None:
+    """A link-only first number the node does not list (its first block) is skipped without
+    error; the next header is still offered, but unchecked, so it is not a start vote; after
+    move_start the block above it can be voted for with its link checked."""
+    merge = Merge()
+    merge.start_quorum = 1
+    merge.offer(poll(120, ep="a"))
+    check = merge.offer_range(119, [None, HASH[120]], [None, CHAIN[120]], endpoint="a",
+                              received_at=1.0, check_only_first=True)
+    assert check.accepted == 1 and check.unknown_from is None
+    assert merge.start_votes(120) == {} and merge.drain() == []
+    merge.offer(poll(121, ep="a"))
+    merge.move_start(121)
+    assert merge.pending_numbers() == [121] and merge.gap(chunk=10) == (121, 121)
+    vote(merge, "a", 121)
+    assert [b.number for b in merge.drain()] == [121]

@@ -247,3 +247,39 @@ def test_random_fault_schedules_never_break_the_guarantee() -> None:
         sim.run_until(260)
         sim.assert_perfect()
         assert sim.deliveries[-1].block.number >= sim.chain.head_at(258.0) - 1, seed  # type: ignore[operator]
+
+
+def test_http_down_and_subscription_silent_reads_go_over_the_socket() -> None:
+    """F4 + F6: HTTP fails and the subscription goes silent (the socket still answers
+    requests): hedges and the silence probe go over the socket, blocks keep coming with
+    hedged latency, the stale subscription is recycled, never a 'node down' verdict."""
+    sim = make_sim(SimNode("a"))
+    sim.run_until(50.3)
+    sim.set_at(50.3, "a", http_fail=True, ws_silent=True)
+    sim.set_at(90.3, "a", http_fail=False, ws_silent=False)
+    sim.run_until(150)
+    sim.assert_perfect()
+    delays = sim.delays(since=50.3, until=90)
+    assert len(delays) >= 35 and quantile(delays, 0.99) <= 0.35 * T
+    requests = sim.follower.requests
+    assert requests["ws_hedge"] + requests["ws_poll"] >= 30 and requests["ws_probe"] >= 1
+    assert sim.follower.probes["stale"] >= 1 and sim.follower.probes["failed"] == 0
+    assert not any("node or network down" in reason for _, reason in sim.mode_changes())
+    assert sim.follower.mode is Mode.STREAMING
+
+
+def test_http_down_while_streaming_gaps_are_filled_over_the_socket_at_once() -> None:
+    """F6 with GRANDPA jumps (gaps to backfill): a range that fails over HTTP is fetched over
+    the socket right away, so no block waits for HTTP's backoff (max delay <= 0.05 T)."""
+    chain = SimChain(block_time_s=T, count=400, jitter_s=0.02, jump_rate=0.3, seed=5)
+    sim = make_sim(SimNode("a"), chain=chain)
+    sim.run_until(50.3)
+    sim.set_at(50.3, "a", http_fail=True)
+    sim.set_at(150.3, "a", http_fail=False)
+    sim.run_until(200)
+    sim.assert_perfect()
+    delays = sim.delays(since=50.3, until=150)
+    assert len(delays) >= 95 and max(delays) <= 0.05 * T
+    assert any(d.block.source is Source.BACKFILL for d in sim.deliveries if 50.3 < d.at < 150)
+    assert connects_between(sim, 50.3, 150) == []  # the socket was never given up
+    assert sim.follower.mode is Mode.STREAMING

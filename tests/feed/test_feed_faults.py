@@ -247,3 +247,26 @@ async def test_f11_high_latency_keeps_going() -> None:
         await seen.wait_past(node.chain.finalized_number, timeout_s=WAIT_S)
     assert during >= 15  # ~30 blocks were finalized; most arrive despite the delay
     assert_sound(seen, node)
+
+
+async def test_f6_with_a_silent_subscription_reads_over_the_socket() -> None:
+    """F4 + F6: HTTP answers 503 while the subscription goes silent (the socket still answers
+    requests): hedges and the probe go over the socket, blocks keep coming within the hedged
+    bound, the stale subscription is recycled, and the feed never declares the node down."""
+    async with DevNode(node_config()) as node, FinalityClock(node) as clock, \
+            running(node) as (feed, seen):
+        await seen.wait_for(lambda: feed.mode is Mode.STREAMING, "streaming")
+        await seen.wait_past(node.chain.finalized_number + 5)
+        begin = time.monotonic()
+        node.faults.inject("http_errors", seconds=3.0, status=503)
+        node.faults.inject("sub_stall", seconds=2.0)
+        await seen.wait_for(lambda: time.monotonic() - begin > 3.0, "the fault window")
+        await seen.wait_past(node.chain.finalized_number)
+        status = feed.status()
+    delays = delivery_delays(seen, clock.at, begin, begin + 2.0)
+    assert len(delays) >= 10 and max(delays) <= 1.5 * T + 1.0
+    assert status.probes.get("stale", 0) >= 1
+    assert status.requests.get("ws_hedge", 0) + status.requests.get("ws_probe", 0) >= 1
+    assert not any("node or network down" in e.reason for _, e in seen.events_of("mode_changed"))
+    assert status.mode is Mode.STREAMING
+    assert_sound(seen, node)

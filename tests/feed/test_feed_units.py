@@ -132,8 +132,9 @@ def test_mode_change_lines_carry_the_reason(caplog: pytest.LogCaptureFixture) ->
     assert messages[2] == "WebSocket subscription restored | restored"
 
 
-async def test_owed_from_tracks_what_the_consumer_has_not_taken() -> None:
-    """The checkpoint frontier: queued and in-hand blocks are owed; behind/closed owe nothing."""
+async def test_owed_from_tracks_what_the_consumer_has_not_acknowledged() -> None:
+    """The checkpoint frontier: a yielded block stays owed until the next ``__anext__``; queued
+    blocks are owed; a subscriber that fell behind still owes the first block it replays."""
     store = Store()
     sub = subscription(store, maxsize=3)
     assert sub.owed_from() is None
@@ -141,12 +142,105 @@ async def test_owed_from_tracks_what_the_consumer_has_not_taken() -> None:
     sub.push(block(2))
     assert sub.owed_from() == 1
     assert (await sub.__anext__()).number == 1
-    assert sub.owed_from() == 2
-    sub.in_hand = 2
-    await sub.__anext__()
-    assert sub.owed_from() == 2  # a callback still holds it
-    sub.in_hand = None
-    assert sub.owed_from() is None
+    assert sub.owed_from() == 1 and sub.in_hand == 1  # yielded, not yet processed
+    assert (await sub.__anext__()).number == 2  # asking again acknowledges 1
+    assert sub.owed_from() == 2 and sub.in_hand == 2
+    waiter = asyncio.create_task(sub.__anext__())
+    await asyncio.sleep(0)
+    assert sub.owed_from() is None and sub.in_hand is None  # 2 acknowledged by asking
     for n in (3, 4, 5, 6):
         sub.push(block(n))
-    assert sub.behind and sub.owed_from() is None  # replays from the store instead
+    assert (await asyncio.wait_for(waiter, 5)).number == 3
+    assert sub.behind and sub.owed_from() == 3  # behind, yet still holds the checkpoint
+
+
+async def test_behind_subscriber_owes_its_replay_point_while_reading_back() -> None:
+    """While a drained subscriber reads missed blocks back, it owes the first of them."""
+    gate = asyncio.Event()
+    store = Store(last=6)
+
+    async def slow_catch_up(start: int, limit: int) -> list[Block]:
+        await gate.wait()
+        return await store.catch_up(start, limit)
+
+    sub = FeedSubscription(name="t", maxsize=2, catch_up=slow_catch_up,
+                           last_delivered=lambda: store.last, on_cancel=lambda s: None)
+    for n in range(1, 7):
+        sub.push(block(n))
+    assert await take(sub, 2) == [1, 2]
+    reader = asyncio.create_task(sub.__anext__())
+    await asyncio.sleep(0)
+    assert sub.in_hand is None and sub.owed_from() == 3  # 2 acknowledged, 3.. replayed
+    gate.set()
+    assert (await asyncio.wait_for(reader, 5)).number == 3
+    assert sub.owed_from() == 3  # in hand now
+    assert await take(sub, 3) == [4, 5, 6]  # the rest of the replay, in two reads
+    assert not sub.behind and sub.owed_from() == 6
+
+
+async def test_aclose_acknowledges_but_keeps_owing_what_it_never_got() -> None:
+    """aclose() acknowledges the block in hand and stops receiving, yet still owes the first
+    block it never got (the checkpoint stays at its last block); cancel() abandons: it owes
+    nothing and the feed forgets it."""
+    progress: list[str] = []
+    owed: dict[str, int | None] = {}
+    for how in ("aclose", "cancel"):
+        forgotten: list[FeedSubscription] = []
+        sub = FeedSubscription(name=how, maxsize=3, catch_up=Store().catch_up,
+                               last_delivered=lambda: 2, on_cancel=forgotten.append,
+                               on_progress=lambda how=how: progress.append(how))
+        sub.push(block(1))
+        sub.push(block(2))
+        assert (await sub.__anext__()).number == 1
+        progress.clear()
+        if how == "aclose":
+            await sub.aclose()
+        else:
+            sub.cancel()
+        owed[how] = sub.owed_from()
+        assert sub.queued == 0 and sub.closed and progress == [how] * len(progress) != []
+        assert forgotten == ([] if how == "aclose" else [sub])
+        assert not sub.push(block(3))
+        with pytest.raises(StopAsyncIteration):
+            await sub.__anext__()
+    assert owed == {"aclose": 2, "cancel": None}
+
+
+async def test_aclose_with_nothing_queued_owes_the_next_block() -> None:
+    """Closed after taking everything delivered (1..2): it owes 3, so the checkpoint stays 2."""
+    sub = subscription(Store(last=2))
+    sub.push(block(1))
+    sub.push(block(2))
+    assert await take(sub, 2) == [1, 2]
+    await sub.aclose()
+    assert sub.owed_from() == 3 and sub.in_hand is None
+
+
+async def test_close_by_the_feed_keeps_the_block_in_hand_owed() -> None:
+    """When the feed stops, what the consumer holds unacknowledged stays owed (the final
+    checkpoint must not pass it), and the rest of the queue is still handed out."""
+    sub = subscription(Store())
+    sub.push(block(1))
+    sub.push(block(2))
+    assert (await sub.__anext__()).number == 1
+    sub.close()
+    assert sub.owed_from() == 1
+    assert (await sub.__anext__()).number == 2
+    assert sub.owed_from() == 2
+
+
+async def test_cut_off_raises_lagged_with_the_resume_number_and_owes_nothing() -> None:
+    """A subscriber the feed gives up on owes nothing at once; its next ask raises
+    SubscriberLagged naming the first block it was never handed."""
+    store = Store()
+    sub = subscription(store, maxsize=2)
+    for n in range(1, 6):
+        sub.push(block(n))
+    assert (await sub.__anext__()).number == 1
+    assert sub.behind and sub.owed_from() == 1
+    sub.cut_off()
+    assert sub.owed_from() is None and not sub.behind
+    with pytest.raises(SubscriberLagged) as info:
+        await sub.__anext__()
+    assert info.value.next_number == 2
+    assert store.calls == []  # no replay was attempted

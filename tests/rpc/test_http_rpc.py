@@ -380,3 +380,61 @@ async def test_real_server_closing_a_pooled_connection_is_survived() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_httpx_and_httpcore_logs_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    """At DEBUG, httpx's per-request INFO line and httpcore's traces pass through the redacting
+    filter: the key never appears, while the lines themselves are still logged (redacted)."""
+    import logging
+
+    from blockfeed.devnode import DevNode, DevNodeConfig
+
+    for name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    caplog.set_level(logging.DEBUG)
+    async with DevNode(DevNodeConfig(block_time_s=0.1, seed=5)) as node:
+        url = f"http://127.0.0.1:{node.port}/rpc/{SECRET}?apikey={SECRET}"
+        async with HttpRpc(url, timeout_s=5.0) as rpc:
+            assert isinstance(await rpc.call("chain_getFinalizedHead"), str)
+            await rpc.batch([("chain_getBlockHash", [1]), ("system_health", [])])
+    messages = [record.getMessage() for record in caplog.records]
+    assert SECRET not in caplog.text and not any(SECRET in m for m in messages)
+    requests = [m for m in messages if m.startswith("HTTP Request: POST")]
+    assert len(requests) == 2
+    assert all(f"http://127.0.0.1:{node.port}/rpc/***?***" in m for m in requests)
+    assert any(r.name.startswith("httpcore") for r in caplog.records)  # traces were logged
+
+
+def test_redact_filter_rewrites_message_and_arguments() -> None:
+    """The filter masks URLs in the format string, in tuple and dict arguments (httpx.URL or
+    text), leaves everything else as it was, and never drops a record."""
+    import logging
+
+    from blockfeed.rpc.http import RedactUrlFilter
+
+    redactor = RedactUrlFilter()
+    record = logging.LogRecord(
+        "httpx", logging.INFO, __file__, 1, f"fetch {SECRET_URL} then %s %s %d", (
+            httpx.URL(SECRET_URL), f"see wss://h:1/ws/{SECRET}", 200), None)
+    assert redactor.filter(record) is True
+    text = record.getMessage()
+    assert SECRET not in text and text.endswith(" 200")
+    assert "https://***@rpc.example.com/ws/***?***" in text and "wss://h:1/ws/***" in text
+    mapping = logging.LogRecord("httpcore", logging.DEBUG, __file__, 1, "%(u)s %(n)d",
+                                None, None)
+    mapping.args = {"u": SECRET_URL, "n": 7}
+    redactor.filter(mapping)
+    assert mapping.getMessage() == "https://***@rpc.example.com/ws/***?*** 7"
+
+
+def test_log_filter_is_installed_once_on_every_http_logger() -> None:
+    """Creating many clients leaves exactly one redacting filter on httpx and httpcore loggers."""
+    import logging
+
+    from blockfeed.rpc.http import HTTP_LIBRARY_LOGGERS, RedactUrlFilter
+
+    for _ in range(3):
+        HttpRpc(URL)
+    for name in HTTP_LIBRARY_LOGGERS:
+        filters = [f for f in logging.getLogger(name).filters if isinstance(f, RedactUrlFilter)]
+        assert len(filters) == 1, name

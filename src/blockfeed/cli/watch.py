@@ -3,10 +3,12 @@
 Blocks go to stdout (one line each; ``--json`` gives one JSON object per line), logs go to
 stderr, so ``blockfeed watch --json | jq`` works.
 
-With ``--state`` the checkpoint follows what was *printed*, not what the feed queued: the line is
-written first, then the block is saved (at least once across crashes; a clean exit, ``--count``
-or Ctrl-C never skips a block on the next run). That is why the store is handled here instead of
-being handed to the feed, whose checkpoint moves when a block is queued for its subscribers.
+With ``--state`` the feed keeps the checkpoint itself: a block is *acknowledged* when the
+printer asks for the next one, which it does only after the line was written, so the
+checkpoint never passes an unprinted block (at least once across crashes). A clean exit,
+``--count`` or Ctrl-C acknowledges the last printed line, so the next run starts right after
+it; a SIGKILL repeats at most ``SAVE_BATCH_BLOCKS`` printed lines (the printer forces a
+checkpoint write at least that often).
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 
-from blockfeed.errors import BlockfeedError, ConfigError, MalformedFrame, RpcError, StoreError
+from blockfeed.errors import BlockfeedError, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.feed.logs import FeedLog
-from blockfeed.rpc import HttpRpc, methods
 from blockfeed.store import CheckpointStore, open_store
-from blockfeed.types import Block, Mode
+from blockfeed.types import Block, FeedEvent, Mode
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,8 +44,9 @@ DEFAULT_STARTUP_TIMEOUT_S = 30.0
 SUBSCRIPTION_MAXSIZE = 100_000
 """Blocks are small; a deep queue means a burst of backfill never overflows while printing."""
 SAVE_BATCH_BLOCKS = 200
-"""With --state, printed blocks are saved in batches of at most this many."""
-GENESIS_RETRY_S = 0.5
+"""With --state, a SIGKILL repeats at most this many printed lines: the printer forces a
+checkpoint write before it gets further ahead of the stored checkpoint (the feed also writes
+it in the background after every line)."""
 
 
 class LogFormat(enum.StrEnum):
@@ -124,130 +126,96 @@ def resolve_endpoints(endpoints: list[str] | None, network: str | None) -> list[
     return [network_url(network or DEFAULT_NETWORK)]
 
 
-async def _genesis_hash(endpoints: list[str], deadline: float) -> str:
-    """The chain's genesis hash from the first endpoint that answers before ``deadline``."""
-    last_problem = "no endpoint answered"
-    labelled = build_endpoints(endpoints)
-    while True:
-        for endpoint in labelled:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WatchFailed(
-                    f"cannot reach any endpoint to check the state file's chain ({last_problem})"
-                )
-            try:
-                async with HttpRpc(endpoint.http_url, timeout_s=max(0.1, min(left, 5.0))) as rpc:
-                    return await methods.get_genesis_hash(rpc)
-            except (RpcError, MalformedFrame) as exc:
-                last_problem = f"{endpoint.label}: {exc}"
-        await asyncio.sleep(min(GENESIS_RETRY_S, max(0.0, deadline - time.monotonic())))
-
-
-class _Checkpointer:
-    """Saves printed blocks to the store in small batches (only with ``--state``)."""
-
-    def __init__(self, store: CheckpointStore | None) -> None:
-        self._store = store
-        self._pending: list[Block] = []
-
-    def add(self, block: Block) -> None:
-        if self._store is not None:
-            self._pending.append(block)
-
-    async def flush(self, *, force: bool = False) -> None:
-        if self._store is None or not self._pending:
-            return
-        if not force and len(self._pending) < SAVE_BATCH_BLOCKS:
-            return
-        batch, self._pending = self._pending, []
-        await asyncio.to_thread(self._store.save_blocks, batch)
-
-
 async def _watch(options: WatchOptions, out: TextIO) -> int:
     deadline = time.monotonic() + options.startup_timeout_s
     store: CheckpointStore | None = None
-    start_at = options.start_at
-    anchor: tuple[int, str] | None = None
     if options.state is not None:
         store = await asyncio.to_thread(open_store, options.state)
     try:
-        if store is not None:
-            genesis = await _genesis_hash(options.endpoints, deadline)
-            await asyncio.to_thread(store.bind_chain, genesis)
-            checkpoint = await asyncio.to_thread(store.checkpoint)
-            if start_at is None and checkpoint is not None:
-                anchor = checkpoint
-                start_at = checkpoint[0] + 1
-        return await _follow(options, out, store, start_at, anchor, deadline)
+        return await _follow(options, out, store, deadline)
     finally:
         if store is not None:
             await asyncio.to_thread(store.close)
 
 
 async def _follow(
-    options: WatchOptions,
-    out: TextIO,
-    store: CheckpointStore | None,
-    start_at: int | None,
-    anchor: tuple[int, str] | None,
-    deadline: float,
+    options: WatchOptions, out: TextIO, store: CheckpointStore | None, deadline: float
 ) -> int:
     feed = BlockFeed(
         options.endpoints,
-        start_at=start_at,
+        start_at=options.start_at,
+        store=store,
         block_time_s=options.block_time_s,
         epoch_length=options.epoch_length,
         log_blocks=False,
         startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
     )
     printer = _Printer(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
-    checkpointer = _Checkpointer(store)
     stop = asyncio.Event()
     first_block = asyncio.Event()
+    wrong_history: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     printed = 0
+
+    def on_event(event: FeedEvent) -> None:
+        # Every endpoint serves a history that does not extend the state file's checkpoint:
+        # no block will ever come, say so now instead of at the startup timeout.
+        disagreeing = event.details.get("endpoints_disagreeing")
+        if (
+            event.kind == "verification_failed"
+            and "checkpoint" in event.details
+            and isinstance(disagreeing, list)
+            and len(disagreeing) >= len(feed.endpoints)
+            and not first_block.is_set()
+            and not wrong_history.done()
+        ):
+            wrong_history.set_result(event.reason)
 
     async def print_blocks() -> None:
         nonlocal printed
+        saved: int | None = None
+        # Asking for the next block acknowledges the one printed before it.
         async for block in subscription:
-            if printed == 0 and anchor is not None and block.parent_hash != anchor[1]:
-                raise WatchFailed(
-                    f"block #{block.number} does not extend the state file's checkpoint "
-                    f"#{anchor[0]} {anchor[1]}; the endpoint serves another history"
-                )
+            if saved is None or block.number - saved > SAVE_BATCH_BLOCKS:
+                saved = await feed.save_checkpoint()  # bounds what a SIGKILL repeats
             first_block.set()
             if not printer.write(block):
-                return
+                return  # stdout is gone: this block was not printed, it stays unacknowledged
             printed += 1
-            checkpointer.add(block)
             if options.count is not None and printed >= options.count:
+                # The last line is printed: acknowledge it; the blocks after it stay owed, so
+                # the checkpoint is exactly the last printed line.
+                await subscription.aclose()
                 return
-            await checkpointer.flush(force=subscription.queued == 0)
 
     subscription = feed.blocks(name="watch", maxsize=SUBSCRIPTION_MAXSIZE)
+    feed.add_event_hook(on_event)
     _install_stop_signals(stop)
     async with feed:
         consumer = asyncio.create_task(print_blocks(), name="blockfeed-watch-printer")
         stopper = asyncio.create_task(stop.wait(), name="blockfeed-watch-stop")
         try:
             started = asyncio.create_task(first_block.wait())
+            waiters: set[asyncio.Future[Any]] = {started, consumer, stopper, wrong_history}
             done, _ = await asyncio.wait(
-                {started, consumer, stopper},
+                waiters,
                 timeout=max(0.0, deadline - time.monotonic()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             started.cancel()
+            if wrong_history.done():
+                raise WatchFailed(f"{wrong_history.result()}; is this the right --state file?")
             if not done:
                 raise WatchFailed(_no_block_message(feed, options))
             await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if consumer.done():
-                consumer.result()  # re-raise WatchFailed / feed errors
+                consumer.result()  # re-raise feed errors (e.g. a failed checkpoint write)
         finally:
+            # Stopping the printer while it waits for the next block: what it printed is
+            # acknowledged (it asked again), the feed's final checkpoint records it.
             consumer.cancel()
             stopper.cancel()
-            subscription.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
-            await checkpointer.flush(force=True)
     if stop.is_set():
         typer.echo(f"blockfeed watch: stopped after {printed} block(s)", err=True)
     return EXIT_OK
@@ -256,18 +224,18 @@ async def _follow(
 def _no_block_message(feed: BlockFeed, options: WatchOptions) -> str:
     status = feed.status()
     where = ", ".join(feed.endpoints)
-    last = status.recent_events[-1].reason if status.recent_events else status.error
+    message = f"no block from {where} within {options.startup_timeout_s:g} s (mode {status.mode})"
+    if status.error:
+        # A known reason the feed kept retrying on (a start below the node's history, ...).
+        return f"{message}: {status.error}"
+    last = status.recent_events[-1].reason if status.recent_events else None
     detail = f"; last event: {last}" if last else ""
-    message = (
-        f"no block from {where} within {options.startup_timeout_s:g} s "
-        f"(mode {status.mode}{detail})."
-    )
     if options.start_at is not None and status.mode in (Mode.STREAMING, Mode.POLLING):
         return (
-            f"{message} The node answers, but block #{options.start_at} could not be fetched: "
-            "is --from below the chain's first block or older than the node keeps?"
+            f"{message}{detail}. The node answers, but block #{options.start_at} could not be "
+            "fetched: is --from below the chain's first block or older than the node keeps?"
         )
-    return f"{message} Is the endpoint reachable? Raise --startup-timeout to wait longer."
+    return f"{message}{detail}. Is the endpoint reachable? Raise --startup-timeout to wait longer."
 
 
 def _install_stop_signals(stop: asyncio.Event) -> None:
@@ -334,8 +302,8 @@ def watch(
         str | None,
         typer.Option(
             metavar="PATH",
-            help="SQLite state file: resume after the last printed block, save each printed "
-            "block. Without it nothing is written.",
+            help="SQLite state file: resume after the last printed block (a crash repeats at "
+            "most a few printed lines, never skips one). Without it nothing is written.",
             show_default=False,
         ),
     ] = None,

@@ -52,6 +52,9 @@ class Poll:
     known_hash: str | None = None
     purpose: str = "poll"
     """``poll`` (phase-locked, socket down) or ``hedge`` (socket up but the block is late)."""
+    transport: str = "http"
+    """``http``, or ``ws``: as requests on the open socket of ``endpoint`` while every
+    endpoint's HTTP side is backing off (a silent subscription does not mean a dead socket)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class Probe:
     known_number: int | None = None
     known_hash: str | None = None
     purpose: str = "silence"
+    transport: str = "http"
+    """As for :class:`Poll` (health probes are always ``http``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,8 @@ class FetchRange:
     ``chain_getHeader`` for the hashes that are known. Report ``on_range_result`` with both lists
     aligned to the numbers (``None`` where a hash was unknown), or ``on_failure``.
     ``purpose`` is ``backfill`` (a gap), ``verify`` (re-check a number another endpoint got
-    wrong) or ``start`` (confirm the first block).
+    wrong) or ``start`` (confirm the first block; with several endpoints each one asked lists
+    its hash, a vote, see ``Merge.start_votes``).
     """
 
     start: int
@@ -87,6 +93,9 @@ class FetchRange:
     purpose: str = "backfill"
     transport: str = "http"
     """``http``, or ``ws`` (the open socket of ``endpoint``) while HTTP is backing off."""
+    check_only_first: bool = False
+    """Block ``start`` is asked for only to check that ``start + 1`` links to it (a start-block
+    vote): fetch its header if its hash is listed, but an unknown ``start`` is no failure."""
 
 
 Action = Connect | Subscribe | CloseSocket | Poll | Probe | FetchRange

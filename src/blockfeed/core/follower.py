@@ -192,6 +192,12 @@ class Follower:
         self._merge = Merge(anchor=anchor, start_number=start_number)
         if anchor is not None:
             self._ranking.best_number = anchor[0]
+        self._anchor = anchor
+        self._head_start = anchor is None and start_number is None
+        if self._head_start and len(endpoints) > 1:
+            # Starting at the head with a second opinion available: the first block's hash
+            # must be listed by two endpoints (each checked for a parent link) before delivery.
+            self._merge.start_quorum = 2
         self._clock = BlockClock(
             block_time_s=cfg.block_time_s,
             deadline_factor=cfg.deadline_factor,
@@ -237,6 +243,9 @@ class Follower:
         self._range_retry_at = 0.0
         self._range_stalls = 0
         self._suspects: dict[int, dict[str, str]] = {}
+        self._lacking: dict[int, set[str]] = {}
+        self._start_conflict: frozenset[tuple[str, str]] | None = None
+        self._blocked: str | None = None
         self._best_seen: int | None = None
         self._progress_at = 0.0
 
@@ -325,6 +334,14 @@ class Follower:
     def last(self) -> tuple[int, str] | None:
         """(number, hash) of the last delivered block, or the resume anchor."""
         return self._merge.last
+
+    @property
+    def blocked(self) -> str | None:
+        """Why nothing can be delivered right now, when the reason is known and lasting: the
+        next block is below every endpoint's history (pruned node, or a start before the
+        chain's first block), no endpoint extends the checkpoint, or the endpoints disagree on
+        the start block. None otherwise; cleared by the next delivery. Retries go on."""
+        return self._blocked
 
     @property
     def ranking(self) -> Ranking:
@@ -474,16 +491,31 @@ class Follower:
         if fetch.transport == "http":
             self._http_success(ep, latency_s, now)
         before = self._merge.last
+        votes_before = len(self._merge.start_votes(fetch.end)) if fetch.check_only_first else 0
         check = self._merge.offer_range(
-            fetch.start, hashes, headers, endpoint=ep, received_at=now + self._wall_offset_s
+            fetch.start, hashes, headers, endpoint=ep, received_at=now + self._wall_offset_s,
+            check_only_first=fetch.check_only_first,
         )
         if check.invalid_reason is not None:
             self._lie(ep, f"backfill failed verification: {check.invalid_reason}", now)
         if check.unknown_from is not None:
-            # The endpoint does not know these numbers yet; ask someone else (or later).
-            self._ranking.record_head(ep, check.unknown_from - 1, now)
+            first_listed = self._below_history(ep, check.unknown_from, fetch.start, hashes)
+            if first_listed is not None:
+                self._note_unavailable(ep, check.unknown_from, first_listed, now)
+            else:
+                # The endpoint does not know these numbers yet; ask someone else (or later).
+                self._ranking.record_head(ep, check.unknown_from - 1, now)
+        if (fetch.check_only_first and hashes and hashes[0] is None and check.accepted
+                and self._merge.last is None and self._merge.next_number == fetch.end):
+            # The endpoint does not list the start block's parent (the first block it has), so
+            # its vote could not be checked: start one block later, where it can.
+            self._merge.move_start(fetch.end + 1)
         self._absorb(now)
-        if self._merge.last == before:
+        voted = fetch.check_only_first and len(self._merge.start_votes(fetch.end)) > votes_before
+        if fetch.check_only_first:
+            self._check_start_conflict(fetch.end, now)
+        liar_benched = check.invalid_reason is not None and self._ranking.usable_count(now) > 0
+        if self._merge.last == before and not voted and not liar_benched:
             # No progress (nobody has these numbers yet, or they were wrong): wait, longer
             # each time, up to a deadline, so a start below a pruned node's history does not
             # turn into a request storm.
@@ -523,7 +555,8 @@ class Follower:
         elif isinstance(action, Poll):
             if self._poll is not None and self._poll.read == action:
                 self._poll = None
-                self._http_failure(action.endpoint, reason, now)
+                if action.transport == "http":
+                    self._http_failure(action.endpoint, reason, now)
         elif isinstance(action, Probe):
             self._probe_failed(action, reason, now)
         elif isinstance(action, FetchRange):
@@ -533,6 +566,8 @@ class Follower:
                 if action.transport == "http":
                     http_retry_at = self._ranking.record_http_failure(action.endpoint, now)
                     retry_at = min(retry_at, http_retry_at)
+                    if self._socket_can_fetch(action.start):
+                        retry_at = now  # at once, over the open socket (HTTP now backs off)
                 self._range_retry_at = retry_at
         self._step(now)
 
@@ -564,6 +599,7 @@ class Follower:
         if modes is None:
             return
         cfg = self.config
+        self._update_start_quorum(now)
         # 1. A socket on a quarantined endpoint moves to a better one, if there is one.
         if self._sock is not SocketState.IDLE and self._sock_ep is not None:
             health = self._ranking[self._sock_ep]
@@ -587,25 +623,30 @@ class Follower:
             ep, transport = self._range_source(gap[0], now)
             suspects = self._suspects.get(gap[0])
             purpose = "verify" if suspects else "start" if self._merge.last is None else "backfill"
-            self._range = FetchRange(gap[0], gap[1], ep, self._next_seq(), purpose, transport)
+            start, end, vote = gap[0], gap[1], False
+            if purpose == "start" and self._merge.start_quorum is not None and start > 0:
+                start, end, vote = start - 1, start, True  # a vote: its hash, linked to #n-1
+            self._range = FetchRange(start, end, ep, self._next_seq(), purpose, transport, vote)
             self.requests["range"] += 1
             self._out_actions.append(self._range)
         # 4. Phase-locked polling (socket down) or a hedge (socket up, block late).
         poll_due = self._poll_due()
         if poll_due is not None and now >= poll_due:
             purpose = "hedge" if self._sock is SocketState.HEALTHY else "poll"
-            poll = Poll(self._http_endpoint(now), self._next_seq(), *self._known(), purpose=purpose)
+            ep, transport = self._read_source(now)
+            poll = Poll(ep, self._next_seq(), *self._known(), purpose=purpose, transport=transport)
             self._poll = _Inflight(poll, now, self._poll_target)
             self._poll_asap = False
-            self.requests[purpose] += 1
+            self.requests[purpose if transport == "http" else f"ws_{purpose}"] += 1
             self._out_actions.append(poll)
         # 5. A silent socket gets one probe per deadline.
         silence_due = self._silence_due()
         if silence_due is not None and now >= silence_due:
-            probe = Probe(self._http_endpoint(now), self._next_seq(), *self._known(),
-                          purpose="silence")
+            ep, transport = self._read_source(now)
+            probe = Probe(ep, self._next_seq(), *self._known(), purpose="silence",
+                          transport=transport)
             self._probe = _Inflight(probe, now, None)
-            self.requests["probe"] += 1
+            self.requests["probe" if transport == "http" else "ws_probe"] += 1
             self._out_actions.append(probe)
         # 6. With several endpoints, look at the idle ones now and then (lag, liveness).
         if len(self._ranking.labels) > 1 and now >= self._health_next_at:
@@ -635,7 +676,7 @@ class Follower:
         """When the poller (or the hedge) should ask next; None if it should not."""
         if self._modes is None or self._poll is not None:
             return None
-        ready_at = self._http_ready_at()
+        ready_at = self._read_ready_at()
         if self._poll_asap:
             return ready_at
         cfg = self.config
@@ -688,7 +729,7 @@ class Follower:
     def _silence_due(self) -> float | None:
         if self._sock not in _OPEN_STATES or self._probe is not None:
             return None
-        return max(self._silence_base + self._clock.deadline_s, self._http_ready_at())
+        return max(self._silence_base + self._clock.deadline_s, self._read_ready_at())
 
     def _range_due(self) -> float | None:
         if self._range is not None or self._merge.gap(chunk=self.config.range_chunk) is None:
@@ -702,6 +743,22 @@ class Follower:
             return False
         return start is None or self._sock_ep not in self._suspects.get(start, {})
 
+    def _read_source(self, now: float) -> tuple[str, str]:
+        """Where a head read goes: the best endpoint's HTTP side if one is ready; while every
+        HTTP side backs off, the open socket's request channel (F6: use the socket)."""
+        label, at = self._ranking.best_http(now)
+        assert label is not None  # Ranking is never empty
+        if at > now and self._sock in _OPEN_STATES and self._sock_ep is not None:
+            return self._sock_ep, "ws"
+        return label, "http"
+
+    def _read_ready_at(self) -> float:
+        """Earliest time a head read can go out: now while a socket is open, else when some
+        endpoint's HTTP backoff allows."""
+        if self._sock in _OPEN_STATES:
+            return 0.0
+        return self._http_ready_at()
+
     def _http_ready_at(self) -> float:
         """Earliest time some endpoint's HTTP side may be used (HTTP backoff)."""
         return min(self._ranking[ep].http_retry_at for ep in self._ranking.labels)
@@ -713,14 +770,17 @@ class Follower:
 
     def _range_source(self, start: int, now: float) -> tuple[str, str]:
         """Where to backfill from ``start``: the best HTTP endpoint that is ready, did not get
-        ``start`` wrong and is known to have it; else the open socket (HTTP backing off);
-        else the best HTTP endpoint at all."""
+        ``start`` wrong, is known to have it (and, for a start-block vote, has not voted yet);
+        else the open socket (HTTP backing off); else the best HTTP endpoint at all."""
         suspects = set(self._suspects.get(start, {}))
+        lacking = self._lacking.get(start, set())
+        voted = set(self._merge.start_votes(start)) if self._merge.last is None else set()
         behind = {
             ep for ep in self._ranking.labels
             if (head := self._ranking[ep].head_number) is not None and head < start
         }
-        for exclude in (suspects | behind, suspects):
+        for exclude in (suspects | behind | lacking | voted, suspects | lacking | voted,
+                        suspects | lacking, suspects):
             ep, at = self._ranking.best_http(now, exclude=exclude)
             if ep is not None and at <= now:
                 return ep, "http"
@@ -800,6 +860,13 @@ class Follower:
         silent_s = now - self._ws_activity_at
         if reference is None or head_number > reference:
             self.probes["stale"] += 1
+            if self._sock is SocketState.SUBSCRIBED and self._http_ready_at() > now:
+                # A fresh subscription that never delivered, on a socket that answers
+                # requests, while HTTP backs off: closing it would leave no transport at all.
+                # Keep it as the request channel (polls go over it); it is recycled once HTTP
+                # answers again, or when it closes.
+                self.probes["stale_kept"] += 1
+                return
             self._socket_failed(
                 now,
                 f"socket silent for {silent_s:.2f}s while the chain moved to #{head_number}: stale",
@@ -821,10 +888,18 @@ class Follower:
             return
         sent_at = self._probe.sent_at
         self._probe = None
+        if probe.transport == "http":
+            self._ranking.record_http_failure(probe.endpoint, now)
+            self._http_ok = False
+            if self._sock in _OPEN_STATES and self._ws_activity_at <= sent_at:
+                # No verdict yet: the socket may only have a silent subscription. Ask the
+                # socket itself at once (HTTP now backs off, so the probe goes over it).
+                self.probes["http_failed"] += 1
+                return
         self._silence_base = max(now, self._silence_base)
         self.probes["failed"] += 1
-        self._ranking.record_http_failure(probe.endpoint, now)
-        self._http_ok = False
+        failing = ("HTTP fails too" if probe.transport == "http"
+                   else "HTTP backs off while the socket does not answer requests either")
         if self._sock is SocketState.HEALTHY and self._ws_activity_at <= sent_at:
             # Nothing answers with blocks: the node or the network is down. The socket is no
             # longer trusted, but it is not closed here: if it is dead, keepalive closes it; if
@@ -833,7 +908,7 @@ class Follower:
             self._ws_ref = self._ws_high
         self._refresh_mode(
             now,
-            f"socket silent for {now - self._ws_activity_at:.2f}s and HTTP fails too "
+            f"socket silent for {now - self._ws_activity_at:.2f}s and {failing} "
             f"({reason}): node or network down",
             kind="node_unreachable",
         )
@@ -846,21 +921,26 @@ class Follower:
     ) -> int | None:
         """Common part of poll and probe answers; returns the head number, None if unusable."""
         ep = read.endpoint
+        over_http = read.transport == "http"
         head_hash = head_hash.lower()
         if header is None:
             if read.known_number is None or head_hash != read.known_hash:
-                self._http_failure(ep, "head read came back without a header", now)
+                if over_http:
+                    self._http_failure(ep, "head read came back without a header", now)
                 return None
-            self._http_success(ep, latency_s, now)
+            if over_http:
+                self._http_success(ep, latency_s, now)
             self._ranking.record_head(ep, read.known_number, now)
             self._check_stall(now)
             return read.known_number
         computed = block_hash(header)
         if computed != head_hash:
-            self._http_failure(ep, "finalized head header does not match its hash", now)
+            if over_http:
+                self._http_failure(ep, "finalized head header does not match its hash", now)
             self._lie(ep, "served a finalized head whose header does not hash to it", now)
             return None
-        self._http_success(ep, latency_s, now)
+        if over_http:
+            self._http_success(ep, latency_s, now)
         self._ranking.record_head(ep, header.number, now)
         candidate = Candidate(
             header, computed, Source.POLL, ep, now + self._wall_offset_s, confirmed=True
@@ -921,12 +1001,26 @@ class Follower:
         blocks = self._merge.drain()
         rejected = self._merge.rejections()
         for rejection in rejected:
-            self._suspects.setdefault(rejection.number, {})[rejection.endpoint] = rejection.hash
+            claims = self._suspects.setdefault(rejection.number, {})
+            claims[rejection.endpoint] = rejection.hash
+            reason = rejection.reason
+            details: dict[str, object] = {"number": rejection.number, "hash": rejection.hash,
+                                          "source": str(rejection.source)}
+            anchor = self._anchor
+            if (anchor is not None and self._merge.delivered_count == 0
+                    and rejection.number == anchor[0] + 1):
+                reason = (
+                    f"block #{rejection.number} from {rejection.endpoint} does not extend the "
+                    f"checkpoint #{anchor[0]} {anchor[1]}: the endpoint serves another history "
+                    "than the one the checkpoint was saved from"
+                )
+                details["checkpoint"] = anchor[0]
+                details["endpoints_disagreeing"] = sorted(claims)
+                if set(claims) >= set(self._ranking.labels):
+                    self._blocked = f"{reason} (and so does every configured endpoint)"
             self._emit(FeedEvent(
-                kind="verification_failed", at=now, reason=rejection.reason,
-                endpoint=rejection.endpoint,
-                details={"number": rejection.number, "hash": rejection.hash,
-                         "source": str(rejection.source)},
+                kind="verification_failed", at=now, reason=reason,
+                endpoint=rejection.endpoint, details=details,
             ))
             delivered = self._merge.delivered_hash(rejection.number)
             if delivered is not None:
@@ -935,6 +1029,12 @@ class Follower:
             self.blocks_by_source[str(block.source)] += 1
             self._resolve_suspects(block.number, block.hash, now)
         self._out_blocks.extend(blocks)
+        if blocks:
+            self._blocked = None
+            self._start_conflict = None
+            last_number = blocks[-1].number
+            for number in [n for n in self._lacking if n <= last_number]:
+                del self._lacking[number]
         if blocks and self._modes is not None:
             self._ranking.best_number = blocks[-1].number
             self._emit(self._modes.set_stalled(False, f"block #{blocks[-1].number} finalized",
@@ -962,6 +1062,7 @@ class Follower:
         self._quarantine(endpoint, reason, now)
 
     def _quarantine(self, endpoint: str, reason: str, now: float) -> None:
+        self._merge.discard_votes(endpoint)
         until = now + self.config.quarantine_s
         if self._ranking.quarantine(endpoint, until, reason, now=now):
             self._emit(FeedEvent(
@@ -969,6 +1070,73 @@ class Follower:
                 details={"for_s": self.config.quarantine_s,
                          "others_usable": self._ranking.usable_count(now)},
             ))
+
+    def _update_start_quorum(self, now: float) -> None:
+        """Two votes for the start block while two endpoints are healthy (not quarantined, HTTP
+        answering); one when only one is left, so a dead or lying second endpoint never keeps
+        the feed from starting."""
+        merge = self._merge
+        if merge.start_quorum is None or merge.last is not None:
+            return
+        healthy = sum(
+            1 for ep in self._ranking.labels
+            if not self._ranking[ep].is_quarantined(now) and self._ranking[ep].http_failures == 0
+        )
+        quorum = 2 if healthy >= 2 else 1
+        if merge.start_quorum != quorum:
+            merge.start_quorum = quorum
+            self._absorb(now)
+
+    def _check_start_conflict(self, number: int, now: float) -> None:
+        """Endpoints listing different hashes for the start block: say so (once per set of
+        votes) and deliver nothing until enough of them agree."""
+        votes = self._merge.start_votes(number)
+        if len(set(votes.values())) < 2:
+            return
+        key = frozenset(votes.items())
+        if key == self._start_conflict:
+            return
+        self._start_conflict = key
+        listing = "; ".join(f"{ep} lists {hash_}" for ep, hash_ in sorted(votes.items()))
+        self._blocked = (
+            f"endpoints disagree on start block #{number} ({listing}); nothing is delivered "
+            "until enough of them agree"
+        )
+        self._emit(FeedEvent(kind="verification_failed", at=now, reason=self._blocked,
+                             details={"number": number, "votes": votes}))
+
+    def _below_history(
+        self, endpoint: str, unknown: int, start: int, hashes: Sequence[str | None]
+    ) -> int | None:
+        """If ``endpoint`` lacks ``unknown`` because it is below its history (not because it
+        is not finalized yet), return the first number it listed after it (0: none listed)."""
+        for offset in range(unknown - start + 1, len(hashes)):
+            if hashes[offset] is not None:
+                return start + offset  # it has later blocks: this one was pruned
+        head = self._ranking[endpoint].head_number
+        if head is not None and head - unknown > self.config.lag_quarantine_blocks:
+            # It finalized far past it, yet cannot list it. (A few blocks short is more likely
+            # a load balancer whose backends lag each other a little: that is "not yet".)
+            return 0
+        return None
+
+    def _note_unavailable(self, endpoint: str, number: int, first_listed: int, now: float) -> None:
+        """Say (once per endpoint) that block ``number`` is below ``endpoint``'s history; when no
+        endpoint has it, the feed is blocked on it (retrying with backoff meanwhile)."""
+        lacking = self._lacking.setdefault(number, set())
+        if endpoint in lacking:
+            return
+        lacking.add(endpoint)
+        first = f" (the first block it lists is #{first_listed})" if first_listed else ""
+        reason = (
+            f"block #{number} is not available from {endpoint}{first}: it is below that "
+            "node's history (a pruned node, or a start before the chain's first block); "
+            "retrying with backoff in case an endpoint that keeps it (an archive node) answers"
+        )
+        if lacking >= set(self._ranking.labels):
+            self._blocked = reason
+        self._emit(FeedEvent(kind="unavailable", at=now, reason=reason, endpoint=endpoint,
+                             details={"number": number, "first_listed": first_listed or None}))
 
     def _check_lag(self, endpoint: str, number: int, now: float) -> None:
         """Bench an endpoint whose head is far behind the chain already verified."""

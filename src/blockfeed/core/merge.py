@@ -13,7 +13,8 @@ only code that appends to the output, and it does so in a loop that
 1. looks only at candidates for ``next = last.number + 1`` (or the start number),
 2. delivers one of them only if its ``parent_hash == last.hash`` (with no previous block:
    only if its hash was *confirmed* by the chain's own index, i.e. ``chain_getBlockHash`` or
-   ``chain_getFinalizedHead`` of the endpoint that served it),
+   ``chain_getFinalizedHead`` of the endpoint that served it; with a ``start_quorum``, only if
+   that many endpoints each listed it by number: see :meth:`Merge.start_votes`),
 3. then sets ``last`` to the delivered block, and discards every other candidate for that number.
 
 Hence the output numbers are ``start, start+1, start+2, ...``: strictly increasing (step 3 moves
@@ -31,7 +32,7 @@ the same output (the property test in ``tests/core/test_core_merge_property.py``
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -150,6 +151,12 @@ class Merge:
         self._max_pending = max_pending
         self._recent: deque[tuple[int, str]] = deque(maxlen=recent_window)
         self._recent_by_number: dict[int, str] = {}
+        self.start_quorum: int | None = None
+        """Before the first delivery with no anchor: how many endpoints must have listed the
+        start block's hash by number (:meth:`offer_range`) before it is delivered. None: one
+        confirmation from any source will do. The follower sets it (and lowers it when fewer
+        healthy endpoints are left)."""
+        self._start_votes: dict[int, dict[str, str]] = {}
         self.best_known: int | None = None
         """Highest number any source has claimed (an upper bound of what can be fetched)."""
         self.delivered_count = 0
@@ -202,19 +209,27 @@ class Merge:
         *,
         endpoint: str,
         received_at: float,
+        check_only_first: bool = False,
     ) -> RangeCheck:
         """Check and offer a fetched range ``start, start+1, ...``.
 
         ``hashes[i]`` is what ``chain_getBlockHash(start+i)`` returned and ``headers[i]`` the
         header fetched for it. Each header must hash to its listed hash, carry the right number
         and link to the previous one; the first failure stops the range (everything before it is
-        still offered, as confirmed backfill).
+        still offered, as confirmed backfill). ``check_only_first``: block ``start`` was fetched
+        only so the next one's link can be checked; it is not offered (and may be unknown).
+        Before the first delivery, the endpoint's listed hash for the start number counts as its
+        vote (:meth:`start_votes`), if its link to the block before it was checked.
         """
         accepted = 0
         previous_hash: str | None = None
+        linked = not check_only_first
         for offset, listed in enumerate(hashes):
             number = start + offset
+            check_only = check_only_first and offset == 0
             if listed is None:
+                if check_only:
+                    continue  # nothing to link to (e.g. the node's first block): check the rest
                 return RangeCheck(accepted, unknown_from=number)
             header = headers[offset] if offset < len(headers) else None
             if header is None:
@@ -232,10 +247,37 @@ class Merge:
                 return RangeCheck(
                     accepted, invalid_reason=f"header #{number} does not link to #{number - 1}"
                 )
-            self.offer(Candidate(header, computed, Source.BACKFILL, endpoint, received_at, True))
+            if previous_hash is not None:
+                linked = True
             previous_hash = computed
+            if check_only:
+                continue
+            if self._last_hash is None and number == self.next_number and linked:
+                self._start_votes.setdefault(number, {})[endpoint] = computed
+            self.offer(Candidate(header, computed, Source.BACKFILL, endpoint, received_at, True))
             accepted += 1
         return RangeCheck(accepted)
+
+    def start_votes(self, number: int) -> dict[str, str]:
+        """Endpoint -> the hash it listed for start block ``number`` (before the first delivery)."""
+        return dict(self._start_votes.get(number, {}))
+
+    def move_start(self, number: int) -> None:
+        """Before the first delivery, start at ``number`` instead (a head start whose first
+        block could not be checked against its parent moves one block on); held blocks below it
+        and their votes are dropped."""
+        if self._last_number is not None:
+            raise ValueError("the start can only move before the first delivery")
+        self._start_number = number
+        for held in [n for n in self._pending if n < number]:
+            del self._pending[held]
+        for voted in [n for n in self._start_votes if n < number]:
+            del self._start_votes[voted]
+
+    def discard_votes(self, endpoint: str) -> None:
+        """Forget ``endpoint``'s start votes (it was found lying or quarantined)."""
+        for votes in self._start_votes.values():
+            votes.pop(endpoint, None)
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -306,6 +348,16 @@ class Merge:
     # -- internals ------------------------------------------------------------------------------
 
     def _choose(self, number: int, slot: dict[str, Candidate]) -> Candidate | None:
+        if self._last_hash is None and self.start_quorum is not None:
+            # No previous block, several endpoints: enough of them must have listed the hash.
+            votes = Counter(self._start_votes.get(number, {}).values())
+            eligible = [c for c in slot.values() if votes[c.hash] >= self.start_quorum]
+            if not eligible:
+                return None
+            chosen = min(eligible, key=lambda c: (-votes[c.hash], c.received_at))
+            self._reject_others(number, slot, chosen, "disagrees with the start block the "
+                                "endpoints agreed on")
+            return chosen
         if self._last_hash is None:
             # No previous block to link to: only a hash the chain's index vouched for will do.
             confirmed = [c for c in slot.values() if c.confirmed]
@@ -341,6 +393,7 @@ class Merge:
     def _deliver(self, chosen: Candidate) -> None:
         number = chosen.number
         del self._pending[number]
+        self._start_votes.clear()
         self._last_number, self._last_hash = number, chosen.hash
         self._remember(number, chosen.hash)
         self.delivered_count += 1

@@ -5,13 +5,41 @@ The feed *holds* a follower (it does not inherit from it) and does three things 
 1. performs the follower's actions on the network (``rpc.WsRpc`` for the socket,
    ``rpc.HttpRpc`` for polls, probes and backfills), reporting every outcome back to it;
 2. calls ``on_timer`` at ``next_deadline()`` (one timer task);
-3. hands delivered blocks to subscribers (each with its own bounded queue) and then moves the
-   checkpoint in the store.
+3. hands delivered blocks to subscribers (each with its own bounded queue) and moves the
+   checkpoint in the store as far as every subscriber has acknowledged.
 
 One ``asyncio.TaskGroup`` owns the socket session, the HTTP requests, the timer, the checkpoint
 writer and the callback subscribers, so nothing is left running when ``async with feed`` exits;
 the final checkpoint write is shielded from cancellation. Every follower call happens on the
 event loop, immediately followed by :meth:`_pump`, so the follower is never re-entered.
+
+Delivery across crashes: at least once, and exactly what repeats
+-----------------------------------------------------------------
+Within one process every subscriber gets each block exactly once, in order (the merge's
+guarantee, :mod:`blockfeed.core.merge`). Across a crash (SIGKILL, power loss) the guarantee is
+*at least once*, with a precise bound:
+
+* An iterator *acknowledges* block n when its consumer asks for the next block (the next
+  ``__anext__``, i.e. the next turn of ``async for``) or closes it with ``await sub.aclose()``;
+  a callback acknowledges a block when it returns (or raises: the error is logged). A block that
+  was yielded but not yet processed is not acknowledged.
+* The checkpoint is the highest number every live subscriber has acknowledged (the lowest
+  unacknowledged number across subscribers, minus one). It is written to the store in the
+  background after each acknowledgement (``await feed.save_checkpoint()`` forces it), and once
+  more, shielded, when the feed stops.
+* A restarted feed resumes at the stored checkpoint + 1. So a crash repeats, for each
+  subscriber, exactly the blocks above the stored checkpoint that it had already been handed:
+  the one it held unacknowledged (one per iterator or callback), plus any it acknowledged that
+  the checkpoint did not cover yet (a write was in flight, or another subscriber was slower).
+  Nothing is skipped. Each block carries its number (and hash) as the idempotency key: a
+  consumer that records "done up to n" next to its own effects can drop the repeats.
+* ``await sub.aclose()`` acknowledges the last block and stops receiving, but keeps owing the
+  blocks it never got until the feed stops (or the iterator is dropped), so the checkpoint
+  stays at the last block it handled: the next run starts right after it, never past blocks
+  nobody handled. ``cancel()`` (or dropping an iterator, which the feed holds weakly) abandons
+  a subscription: it owes nothing, so its unacknowledged block stops holding the checkpoint. A
+  subscriber more than ``lag_limit_blocks`` (or its queue size) behind is cut off with
+  ``SubscriberLagged`` and stops holding it too.
 """
 
 from __future__ import annotations
@@ -19,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import itertools
 import logging
 import time
 import weakref
@@ -66,6 +95,10 @@ CLOSE_TIMEOUT_CAP_S = 2.0
 """A half-open socket never answers the close handshake; do not wait on it for long."""
 RECENT_EVENTS_KEPT = 50
 RECENT_BLOCKS_KEPT = 1024
+DEFAULT_LAG_LIMIT_BLOCKS = 10_000
+"""A subscriber that fell behind (or was closed) holds the checkpoint, and so the unsaved
+blocks in memory, until it is this many blocks behind (or the store's window, or its own queue
+size, if larger); then it is cut off."""
 GENESIS_RETRY_CAP_S = 10.0
 FINALIZED_HEADS = ("chain_subscribeFinalizedHeads", "chain_finalizedHead",
                    "chain_unsubscribeFinalizedHeads")
@@ -104,7 +137,8 @@ class BlockFeed:
     ``endpoints`` are WebSocket URLs in order of preference; each one's HTTP twin is derived
     (``ws`` -> ``http``, ``wss`` -> ``https``, same host, port and path) unless ``http_endpoints``
     gives it. With a ``store``, the feed binds it to the chain, resumes at checkpoint + 1 (unless
-    ``start_at`` is given) and moves the checkpoint once every subscriber has been handed a block.
+    ``start_at`` is given) and moves the checkpoint once every subscriber has acknowledged a
+    block (see the module docstring: at least once across crashes, and exactly what repeats).
     """
 
     def __init__(
@@ -131,6 +165,7 @@ class BlockFeed:
         lag_quarantine_blocks: int = 16,
         health_check_interval_s: float = 30.0,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
+        lag_limit_blocks: int | None = None,
         emoji: bool | None = None,
         log_blocks: bool = True,
         follower_config: FollowerConfig | None = None,
@@ -138,7 +173,10 @@ class BlockFeed:
         """Timeouts left as None scale with ``block_time_s`` (socket open and HTTP requests:
         0.5 T within 1-10 s; pings: 1 T within 0.5-20 s; HTTP retry cap: 1 T within 1-10 s).
 
-        ``follower_config`` replaces every tuning value of the core at once (advanced use).
+        ``lag_limit_blocks``: a subscriber that fell behind holds the checkpoint until it is
+        this many blocks behind, then gets ``SubscriberLagged`` (None: 10,000 or the store's
+        window, whichever is larger). ``follower_config`` replaces every tuning value of the
+        core at once (advanced use).
         """
         if isinstance(block_time_s, bool) or not block_time_s > 0:
             raise ConfigError(f"block_time_s must be a positive number, got {block_time_s!r}")
@@ -150,6 +188,12 @@ class BlockFeed:
             raise ConfigError(f"start_at must be a block number >= 0, got {start_at!r}")
         if isinstance(subscriber_maxsize, bool) or subscriber_maxsize < 1:
             raise ConfigError("subscriber_maxsize must be at least 1")
+        if lag_limit_blocks is not None and (
+            isinstance(lag_limit_blocks, bool) or not isinstance(lag_limit_blocks, int)
+            or lag_limit_blocks < 1
+        ):
+            raise ConfigError(f"lag_limit_blocks must be a positive integer, got "
+                              f"{lag_limit_blocks!r}")
         self._endpoints = build_endpoints(endpoints, http_endpoints)
         self._by_label: dict[str, Endpoint] = {ep.label: ep for ep in self._endpoints}
         self._start_at = start_at
@@ -205,6 +249,10 @@ class BlockFeed:
         self._recent_events: deque[FeedEvent] = deque(maxlen=RECENT_EVENTS_KEPT)
         self._unsaved: list[Block] = []
         self._saved_through: int | None = None
+        self._save_lock = asyncio.Lock()
+        self._lag_limit_blocks = lag_limit_blocks or max(
+            DEFAULT_LAG_LIMIT_BLOCKS, 0 if store is None else int(store.window)
+        )
         self._last_block: Block | None = None
         self._started_wall = time.time()
         self._error: BaseException | None = None
@@ -234,8 +282,9 @@ class BlockFeed:
     ) -> FeedSubscription:
         """Call ``callback(block)`` (sync or async) for every block, in order, on its own queue.
 
-        A raising callback is logged and skipped; a callback that falls further behind than
-        the store can replay is stopped with an error log naming the block to resume from.
+        A block is acknowledged when the callback returns; a raising callback is logged and
+        the block counts as handled. A callback that falls further behind than the feed keeps
+        blocks for is stopped with an error log naming the block to resume from.
         Returns the subscription; ``cancel()`` it to stop.
         """
         label = name or str(getattr(callback, "__name__", "callback"))
@@ -249,7 +298,11 @@ class BlockFeed:
         return subscription
 
     def blocks(self, *, name: str | None = None, maxsize: int | None = None) -> FeedSubscription:
-        """A new async iterator over blocks delivered from now on (what ``async for`` uses)."""
+        """A new async iterator over blocks delivered from now on (what ``async for`` uses).
+
+        Asking for the next block acknowledges the previous one; ``await it.aclose()`` after
+        the last block you handled acknowledges it too (otherwise a restart repeats it).
+        """
         self._sub_counter += 1
         subscription = self._new_subscription(name or f"iterator-{self._sub_counter}", maxsize)
         self._iter_subs.add(subscription)
@@ -304,7 +357,7 @@ class BlockFeed:
             subscribers=subscribers,
             recent_events=list(self._recent_events),
             requests=dict(follower.requests),
-            error=None if self._error is None else str(self._error),
+            error=str(self._error) if self._error is not None else follower.blocked,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -401,6 +454,7 @@ class BlockFeed:
             checkpoint = await asyncio.to_thread(store.checkpoint)
             if start_number is None and checkpoint is not None:
                 anchor = checkpoint
+                self._saved_through = checkpoint[0]
                 logger.info("resuming after checkpoint #%d", checkpoint[0])
         loop = asyncio.get_running_loop()
         follower = Follower(
@@ -572,14 +626,19 @@ class BlockFeed:
                 await asyncio.shield(_close_quietly(ws))
 
     async def _head_read(self, action: Poll | Probe) -> None:
-        """``chain_getFinalizedHead`` (+ ``chain_getHeader`` unless the head is the known one)."""
-        http = self._http[action.endpoint]
+        """``chain_getFinalizedHead`` (+ ``chain_getHeader`` unless the head is the known one),
+        over HTTP, or over the open socket while HTTP backs off."""
+        rpc: methods.RpcCaller | None = self._http[action.endpoint]
+        if action.transport == "ws":
+            rpc = self._open_socket_rpc(action.endpoint)
         started = self._now()
         try:
-            head = await methods.get_finalized_head(http)
+            if rpc is None:
+                raise RpcTransportError("the socket to read over is gone")
+            head = await methods.get_finalized_head(rpc)
             header = None
             if head != action.known_hash:
-                header = await methods.get_header(http, head)
+                header = await methods.get_header(rpc, head)
         except VerificationError as exc:
             self._fail(action, exc, lied=True)
             return
@@ -598,10 +657,12 @@ class BlockFeed:
             self._call(lambda now, f: f.on_probe_result(action, head, header, now,
                                                         latency_s=latency))
 
-    def _open_socket_rpc(self, label: str) -> WsRpc | None:
+    def _open_socket_rpc(self, label: str) -> methods.RpcCaller | None:
+        """The open socket of ``label`` as a request channel, with the feed's request timeout
+        (as HTTP requests have), or None."""
         for run in self._sockets.values():
             if run.endpoint == label and run.ws is not None and not run.ws.closed:
-                return run.ws
+                return _WithTimeout(run.ws, self._http_timeout_s)
         return None
 
     async def _fetch_range(self, action: FetchRange) -> None:
@@ -615,12 +676,16 @@ class BlockFeed:
             if rpc is None:
                 raise RpcTransportError("the socket to fetch over is gone")
             hashes = await methods.get_block_hashes(rpc, range(action.start, action.end + 1))
+            # Headers of the listed prefix (a vote may lack its first, link-only, number).
+            skip = 1 if action.check_only_first and hashes and hashes[0] is None else 0
             known: list[str] = []
-            for listed in hashes:
+            for listed in hashes[skip:]:
                 if listed is None:
                     break
                 known.append(listed)
-            headers: list[Any] = await methods.get_headers(rpc, known) if known else []
+            headers: list[Any] = [None] * skip
+            if known:
+                headers += await methods.get_headers(rpc, known)
         except VerificationError as exc:
             self._fail(action, exc, lied=True)
             return
@@ -659,14 +724,32 @@ class BlockFeed:
             self._save_wake.set()
 
     def _save_frontier(self) -> int | None:
-        """Highest number handed to every subscriber: the checkpoint may move up to it."""
-        owed = [
-            number for sub in [*self._iter_subs, *self._callback_subs]
-            if (number := sub.owed_from()) is not None
-        ]
+        """Highest number every live subscriber has acknowledged: the checkpoint may move up to
+        it. A subscriber that is behind by more than the lag limit is cut off instead (it gets
+        ``SubscriberLagged``), so one stuck consumer cannot pin the checkpoint and memory."""
+        last = None if self._last_block is None else self._last_block.number
+        owed: list[int] = []
+        for sub in [*self._iter_subs, *self._callback_subs]:
+            number = sub.owed_from()
+            if number is None:
+                continue
+            limit = max(self._lag_limit_blocks, sub.maxsize + 1)
+            if last is not None and last - number >= limit:
+                if sub.closed:
+                    logger.info("closed subscriber %s released the checkpoint (%d blocks "
+                                "behind)", sub.name, last - number)
+                else:
+                    logger.error(
+                        "subscriber %s is %d blocks behind (limit %d): cut off, it gets "
+                        "SubscriberLagged and no longer holds the checkpoint",
+                        sub.name, last - number, limit,
+                    )
+                sub.cut_off()
+                continue
+            owed.append(number)
         if owed:
             return min(owed) - 1
-        return None if self._last_block is None else self._last_block.number
+        return last
 
     def _forget(self, subscription: FeedSubscription) -> None:
         self._iter_subs.discard(subscription)
@@ -674,7 +757,7 @@ class BlockFeed:
 
     def _deliver(self, blocks: list[Block]) -> None:
         """Queue each block for every subscriber (never waiting); the checkpoint follows once
-    each subscriber has been handed it (see :meth:`_save_frontier`)."""
+        each subscriber has acknowledged it (see :meth:`_save_frontier`)."""
         subscribers = [*self._iter_subs, *self._callback_subs]
         for block in blocks:
             if self._log_blocks:
@@ -695,7 +778,9 @@ class BlockFeed:
             self._save_wake.set()
 
     async def _catch_up(self, start: int, limit: int) -> list[Block]:
-        """Consecutive blocks from ``start`` for a subscriber that fell behind (store + memory)."""
+        """Consecutive blocks from ``start`` for a subscriber that fell behind: the store's
+        window for saved ones, then memory (blocks not saved yet are all still held, since the
+        checkpoint waits for this subscriber)."""
         store = self._store
         if store is None:
             return []
@@ -710,18 +795,18 @@ class BlockFeed:
                 if block.number != start + len(out):
                     break
                 out.append(block)
-        for block in list(self._recent_blocks):
+        for held in (self._unsaved, self._recent_blocks):
             if len(out) >= limit:
                 break
-            if block.number == start + len(out):
-                out.append(block)
+            out.extend(_consecutive_from(held, start + len(out), limit - len(out)))
         return out
 
     async def _run_callback(self, subscription: FeedSubscription, callback: BlockCallback) -> None:
+        """Call ``callback`` for each block; asking for the next block acknowledges this one,
+        so a block counts as handled once the callback returned (or raised)."""
         name = subscription.name
         try:
             async for block in subscription:
-                subscription.in_hand = block.number  # no await since the pop: nothing slips
                 try:
                     result = callback(block)
                     if inspect.isawaitable(result):
@@ -729,8 +814,6 @@ class BlockFeed:
                 except Exception:
                     logger.exception("subscriber %s raised on block #%d; it keeps receiving",
                                      name, block.number)
-                subscription.in_hand = None
-                self._wake_saver()
         except asyncio.CancelledError:
             # The feed is stopping: stay registered, so the final checkpoint does not pass the
             # block this callback still held (it is delivered again after a restart).
@@ -747,32 +830,48 @@ class BlockFeed:
             self._save_wake.clear()
             await self._save_unsaved(retry=True)
 
-    async def _save_unsaved(self, *, retry: bool) -> None:
+    async def _save_unsaved(self, *, retry: bool, raise_errors: bool = False) -> None:
+        """Save what every subscriber acknowledged; one writer at a time, so the checkpoint
+        only moves forward."""
         store = self._store
         if store is None:
             self._unsaved.clear()
             return
-        delay = 0.5
-        while self._unsaved:
-            frontier = self._save_frontier()
-            if frontier is None:
-                return
-            batch = [b for b in self._unsaved if b.number <= frontier]
-            if not batch:
-                return
-            future = asyncio.ensure_future(asyncio.to_thread(store.save_blocks, batch))
-            self._save_inflight = future
-            try:
-                await asyncio.shield(future)
-            except StoreError as exc:
-                logger.error("checkpoint write failed (will retry): %s", exc)
-                if not retry:
+        async with self._save_lock:
+            delay = 0.5
+            while self._unsaved:
+                frontier = self._save_frontier()
+                if frontier is None:
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            del self._unsaved[: len(batch)]
-            self._saved_through = batch[-1].number
+                batch = [b for b in self._unsaved if b.number <= frontier]
+                if not batch:
+                    return
+                future = asyncio.ensure_future(asyncio.to_thread(store.save_blocks, batch))
+                self._save_inflight = future
+                try:
+                    await asyncio.shield(future)
+                except StoreError as exc:
+                    if raise_errors:
+                        raise
+                    logger.error("checkpoint write failed (will retry): %s", exc)
+                    if not retry:
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                del self._unsaved[: len(batch)]
+                self._saved_through = batch[-1].number
+
+    async def save_checkpoint(self) -> int | None:
+        """Write the checkpoint now, up to what every subscriber has acknowledged.
+
+        The feed also does this by itself after every acknowledgement; awaiting it bounds how
+        many handled blocks a crash can repeat (``blockfeed watch`` calls it every
+        ``SAVE_BATCH_BLOCKS`` lines). Returns the checkpoint's block number (None: no store, or
+        nothing saved yet). A failed write raises :class:`StoreError`.
+        """
+        await self._save_unsaved(retry=False, raise_errors=True)
+        return self._saved_through
 
     async def _final_checkpoint(self) -> None:
         """Wait for a write in flight, then save what is left (never moves backwards)."""
@@ -798,6 +897,36 @@ class BlockFeed:
                     self._tg.create_task(_await_hook(result), name="blockfeed-event-hook")
             except Exception:
                 logger.exception("event hook raised on %s", event.kind)
+
+
+class _WithTimeout:
+    """An RPC caller whose requests default to ``timeout_s`` (the socket's own default is not
+    scaled to the block time)."""
+
+    def __init__(self, rpc: WsRpc, timeout_s: float) -> None:
+        self._rpc = rpc
+        self._timeout_s = timeout_s
+
+    async def call(
+        self, method: str, params: Any = None, *, timeout_s: float | None = None
+    ) -> Any:
+        return await self._rpc.call(method, params, timeout_s=timeout_s or self._timeout_s)
+
+    async def batch(self, calls: Sequence[Any], *, timeout_s: float | None = None) -> list[Any]:
+        return await self._rpc.batch(calls, timeout_s=timeout_s or self._timeout_s)
+
+
+def _consecutive_from(held: Sequence[Block] | deque[Block], start: int, limit: int) -> list[Block]:
+    """Up to ``limit`` blocks from ``start`` out of ``held`` (consecutive numbers, ascending)."""
+    if not held or limit <= 0:
+        return []
+    first = held[0].number
+    if not first <= start <= held[-1].number:
+        return []
+    offset = start - first
+    if isinstance(held, deque):
+        return list(itertools.islice(held, offset, offset + limit))
+    return list(held[offset : offset + limit])
 
 
 def _ws_header(header: Header, label: str, attempt: int, now: float, follower: Follower) -> None:

@@ -116,6 +116,8 @@ class FeedLog:
         elif event.kind == "verification_failed":
             logger.error("%sVERIFICATION FAILED%s | %s", mark("verification"), where,
                          event.reason)
+        elif event.kind == "unavailable":
+            logger.error("%sBLOCK UNAVAILABLE%s | %s", mark("verification"), where, event.reason)
         elif event.kind == "reconnect":
             logger.info("%sreconnecting%s | %s", mark("reconnect"), where, event.reason)
         else:

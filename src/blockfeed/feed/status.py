@@ -37,4 +37,7 @@ class FeedStatus:
     requests: dict[str, int] = field(default_factory=dict)
     """HTTP reads and socket attempts by purpose (``poll``, ``hedge``, ``probe``, ``range``...)."""
     error: str | None = None
-    """Set when the feed stopped because of an error (e.g. a StoreError)."""
+    """Set when the feed stopped because of an error (e.g. a StoreError), or while it cannot
+    deliver for a known, lasting reason it keeps retrying (the next block is below every
+    endpoint's history, no endpoint extends the checkpoint, the endpoints disagree on the start
+    block); cleared when blocks flow again."""

@@ -1,15 +1,31 @@
 """Subscribers: one bounded queue each, so a slow or failing consumer never stalls the feed.
 
-A block counts as *handed* to an iterator when the iterator yields it, and to a callback when
-the callback has returned (or raised); the feed moves the checkpoint only past blocks handed to
-every subscriber, so a restart re-delivers what a subscriber had queued but not yet taken.
+Acknowledgement (what the checkpoint follows)
+---------------------------------------------
+A block is *handed* to a subscriber when its iterator yields it (a callback subscriber's
+runner is such an iterator), and *acknowledged* when the consumer asks for the next block
+(the next ``__anext__``), or closes the subscription normally with :meth:`aclose`. A callback
+therefore acknowledges a block when it returns (or raises: the error is logged and the block
+counts as handled). The feed moves the checkpoint only up to the lowest block some live
+subscriber has not acknowledged yet, minus one, so a block that was yielded but not yet
+processed when the process died is delivered again after the restart: at least once across
+crashes, exactly once within a process.
 
-The feed *pushes* every block into every subscriber's queue without waiting. A subscriber whose
-queue is full is marked "behind" from that block on and stops receiving pushes; when its
-consumer has drained the queue, it catches up by reading the missed blocks back (from the
-checkpoint store's window, and the few not yet saved from memory) and then rejoins the live
-stream. If the blocks cannot be read back (no store, or they left the window), the iterator
-raises :class:`SubscriberLagged` with the number to resume from: a subscriber is never handed a
+:meth:`aclose` acknowledges the last block and stops receiving, but keeps owing the blocks it
+never got, so the checkpoint stays at its last block until the feed stops (the next run starts
+right after it) or the iterator is dropped. :meth:`cancel` (and dropping an iterator, which
+the feed holds weakly) abandons the subscription: it owes nothing any more, so the checkpoint
+may pass its unacknowledged block.
+
+Queues
+------
+The feed *pushes* every block into every subscriber's queue without waiting. A subscriber
+whose queue is full is marked "behind" from that block on and stops receiving pushes; when its
+consumer has drained the queue, it catches up by reading the missed blocks back (those the feed
+still holds in memory because this subscriber has not acknowledged them, else the store's
+window) and then rejoins the live stream. While behind it still holds the checkpoint, up to the
+feed's lag limit; past it, or if the blocks cannot be read back (no store), the iterator raises
+:class:`SubscriberLagged` with the number to resume from: a subscriber is never handed a
 sequence with a hole in it.
 """
 
@@ -30,7 +46,9 @@ CatchUp = Callable[[int, int], Awaitable[list[Block]]]
 class FeedSubscription:
     """An async iterator over delivered blocks, in order, from the moment it was created.
 
-    ``cancel()`` ends it (the iterator stops after what it already holds).
+    Asking for the next block acknowledges the previous one. ``await aclose()`` acknowledges
+    the last block and ends the subscription; ``cancel()`` ends it without acknowledging (the
+    iterator stops after what it already holds).
     """
 
     def __init__(
@@ -55,13 +73,15 @@ class FeedSubscription:
         self._behind_from: int | None = None
         self._wakeup = asyncio.Event()
         self._closed = False
+        self._abandoned = False
         self._error: BaseException | None = None
         self._catch_up = catch_up
         self._last_delivered = last_delivered
         self._on_cancel = on_cancel
         self._on_progress = on_progress
-        self.in_hand: int | None = None
-        """Set by a callback runner while the callback holds this block (not yet handed)."""
+        self._in_hand: int | None = None
+        self._last_handed: int | None = None
+        self._owes_after_close: int | None = None
 
     @property
     def behind(self) -> bool:
@@ -73,17 +93,28 @@ class FeedSubscription:
         """Blocks waiting in the queue."""
         return len(self._queue)
 
-    def owed_from(self) -> int | None:
-        """Lowest block number not yet handed to the consumer (None: nothing owed).
+    @property
+    def in_hand(self) -> int | None:
+        """Number of the block handed to the consumer and not acknowledged yet (None: none)."""
+        return self._in_hand
 
-        The checkpoint may not pass it. A subscriber that fell behind owes nothing live (it
-        replays from the store), and neither does a closed one.
+    def owed_from(self) -> int | None:
+        """Lowest block number this subscriber has not acknowledged (None: nothing owed).
+
+        The checkpoint may not pass it: the block in the consumer's hands, else the head of
+        the queue, else (behind) the first block it will read back, else (closed with
+        :meth:`aclose`) the first block it never got. An abandoned subscription owes nothing,
+        nor does one that ended with ``SubscriberLagged``.
         """
-        if self._behind_from is not None or (self._closed and not self._queue):
+        if self._abandoned:
             return None
-        if self.in_hand is not None:
-            return self.in_hand
-        return self._queue[0].number if self._queue else None
+        if self._in_hand is not None:
+            return self._in_hand
+        if self._queue:
+            return self._queue[0].number
+        if self._behind_from is not None:
+            return self._behind_from
+        return self._owes_after_close
 
     def push(self, block: Block) -> bool:
         """Hand over one block without waiting; returns False if the subscriber is behind."""
@@ -99,29 +130,77 @@ class FeedSubscription:
         return True
 
     def close(self, error: BaseException | None = None) -> None:
-        """The feed stopped: the iterator ends after the queue (raising ``error`` if given)."""
+        """The feed stopped: the iterator ends after the queue (raising ``error`` if given).
+
+        What the consumer holds stays owed (the feed's final checkpoint does not pass it).
+        """
         self._closed = True
         if error is not None and self._error is None:
             self._error = error
         self._wakeup.set()
 
+    def cut_off(self) -> None:
+        """The feed gave up on this subscriber (too far behind): it owes nothing from now on,
+        and its next ``__anext__`` raises ``SubscriberLagged`` with the number to resume from."""
+        resume = self._resume_number()
+        self._queue.clear()
+        self._behind_from = None
+        self._in_hand = None
+        self._abandoned = True
+        if resume is not None:
+            self.close(SubscriberLagged(resume))
+        else:
+            self.close()
+
     def cancel(self) -> None:
-        """Stop this subscription; the feed forgets it."""
+        """Stop this subscription without acknowledging the block in hand; the feed forgets it
+        (so that block no longer holds the checkpoint)."""
         if not self._closed:
             self.close()
         self._queue.clear()
+        self._behind_from = None
+        self._abandoned = True
         self._on_cancel(self)
         self._on_progress()
+
+    async def aclose(self) -> None:
+        """A normal close: acknowledge the block in hand and stop receiving.
+
+        Blocks this subscription never got stay owed (the checkpoint stays at the last block it
+        had) until the feed stops or the iterator is dropped: the next run starts right after
+        the last block handled here, never past blocks nobody handled.
+        """
+        if self._abandoned:
+            return
+        self._acknowledge()
+        if self._queue:
+            owes: int | None = self._queue[0].number
+        elif self._behind_from is not None:
+            owes = self._behind_from
+        else:
+            last = self._last_delivered()
+            owes = None if last is None else last + 1
+        self._owes_after_close = owes
+        self.close()
+        self._queue.clear()
+        self._behind_from = None
+        self._on_progress()
+
+    @property
+    def closed(self) -> bool:
+        """True once the subscription stopped receiving (feed stopped, aclose, cancel)."""
+        return self._closed
 
     def __aiter__(self) -> FeedSubscription:
         return self
 
     async def __anext__(self) -> Block:
+        self._acknowledge()  # asking for the next block: the previous one is done
         while True:
             if self._queue:
                 self.received += 1
                 block = self._queue.popleft()
-                self._on_progress()
+                self._in_hand = self._last_handed = block.number
                 return block
             if self._behind_from is not None:
                 await self._refill(self._behind_from)
@@ -134,8 +213,22 @@ class FeedSubscription:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def _acknowledge(self) -> None:
+        if self._in_hand is not None:
+            self._in_hand = None
+            self._on_progress()
+
+    def _resume_number(self) -> int | None:
+        if self._last_handed is not None:
+            return self._last_handed + 1
+        if self._queue:
+            return self._queue[0].number
+        return self._behind_from
+
     async def _refill(self, start: int) -> None:
         blocks = await self._catch_up(start, self.maxsize)
+        if self._behind_from != start:
+            return  # cut off (or cancelled) while reading back
         if not blocks or blocks[0].number != start:
             self._behind_from = None
             self._closed = True

@@ -8,11 +8,19 @@ timed out, HTTP 429/5xx or any other non-2xx status, with ``status`` set when th
 A request whose connection breaks mid-way (a pooled keep-alive connection the node just closed)
 is retried once on a fresh connection, within the same deadline; refused connections and
 timeouts are not retried here (the caller's backoff decides).
+
+httpx logs every request's full URL at INFO (``HTTP Request: POST https://host/<key> ...``), and
+httpcore traces at DEBUG; an API key in an endpoint URL would reach the application's logs. The
+first :class:`HttpRpc` therefore installs :class:`RedactUrlFilter` on those loggers, which
+rewrites every URL in a record's message and arguments with ``redact_url``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +48,67 @@ connection is safe; it saves a spurious "HTTP failing" mode change after each no
 
 class _DroppedConnection(Exception):
     """Internal: retry this request once."""
+
+
+HTTP_LIBRARY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+"""Where httpx and httpcore log (a logger's filters do not apply to its children's records, so
+every one of them gets the filter)."""
+_URL_IN_TEXT = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
+_filter_lock = threading.Lock()
+_filter_installed = False
+
+
+def _redact_text(text: str) -> str:
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
+def _redact_arg(value: Any) -> Any:
+    if isinstance(value, httpx.URL):
+        return redact_url(str(value))
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, bytes | int | float | bool) or value is None:
+        return value
+    text = str(value)  # any other object: keep it only if its text holds no URL
+    redacted = _redact_text(text)
+    return value if redacted == text else redacted
+
+
+class RedactUrlFilter(logging.Filter):
+    """Rewrites every URL in a log record (message and arguments) with ``redact_url``.
+
+    It never drops a record; a record it cannot make sense of is passed on unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _redact_text(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(_redact_arg(arg) for arg in args)
+        elif isinstance(args, Mapping):
+            record.args = {key: _redact_arg(value) for key, value in args.items()}
+        return True
+
+
+def install_log_redaction() -> None:
+    """Put one :class:`RedactUrlFilter` on the httpx and httpcore loggers (once per process)."""
+    global _filter_installed
+    with _filter_lock:
+        if _filter_installed:
+            return
+        redactor = RedactUrlFilter()
+        for name in HTTP_LIBRARY_LOGGERS:
+            logging.getLogger(name).addFilter(redactor)
+        _filter_installed = True
 
 
 def _check_http_url(url: str) -> None:
@@ -73,6 +142,7 @@ class HttpRpc:
         if timeout_s <= 0:
             raise ConfigError("timeout_s must be positive")
         _check_http_url(url)
+        install_log_redaction()
         self._url = url
         self.redacted_url = redact_url(url)
         """The endpoint as it may appear in logs and errors."""
