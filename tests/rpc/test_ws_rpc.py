@@ -438,3 +438,27 @@ async def test_socket_dying_during_send_leaves_no_unretrieved_error() -> None:
     finally:
         loop.set_exception_handler(None)
     assert not [p for p in problems if "never retrieved" in p]
+
+
+async def test_websockets_debug_log_never_shows_a_key_in_the_path(caplog) -> None:
+    """The request line websockets logs at DEBUG has the API key in the path masked."""
+    import logging
+
+    import websockets
+
+    from blockfeed.rpc import WsRpc
+
+    key = "abcdef0123456789abcdef0123456789"
+
+    async def handler(ws) -> None:
+        async for _ in ws:
+            pass
+
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with caplog.at_level(logging.DEBUG, logger="websockets.client"):
+            rpc = await WsRpc.connect(f"ws://127.0.0.1:{port}/ws/{key}?apikey={key}")
+            await rpc.close()
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "GET /ws/***" in text
+    assert key not in text

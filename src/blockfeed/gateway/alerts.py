@@ -49,6 +49,7 @@ ALERT_KINDS = frozenset(
         "finality_stalled",
         "endpoint_quarantined",
         "trigger_failed",
+        "unavailable",
     }
 )
 DEFAULT_MIN_INTERVAL_S = 60.0

@@ -30,7 +30,7 @@ import httpx
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError, RpcTransportError
 from blockfeed.rpc import jsonrpc
 from blockfeed.rpc._errors import describe, safe_cause
-from blockfeed.util.redact import redact_url
+from blockfeed.util.redact import redact_path, redact_url
 
 DEFAULT_TIMEOUT_S = 5.0
 """Whole-request deadline (connect + send + wait + read), not per network operation."""
@@ -58,9 +58,10 @@ HTTP_LIBRARY_LOGGERS = (
     "httpcore.http2",
     "httpcore.proxy",
     "httpcore.socks",
+    "websockets.client",
 )
 """Where httpx and httpcore log (a logger's filters do not apply to its children's records, so
-every one of them gets the filter)."""
+every one of them gets the filter). websockets logs the request path, not the URL, at DEBUG."""
 _URL_IN_TEXT = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
 _filter_lock = threading.Lock()
 _filter_installed = False
@@ -74,6 +75,8 @@ def _redact_arg(value: Any) -> Any:
     if isinstance(value, httpx.URL):
         return redact_url(str(value))
     if isinstance(value, str):
+        if value.startswith("/"):
+            return redact_path(value)
         return _redact_text(value)
     if isinstance(value, bytes | int | float | bool) or value is None:
         return value

@@ -28,6 +28,7 @@ from websockets.frames import CloseCode
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError, RpcTransportError
 from blockfeed.rpc import jsonrpc
 from blockfeed.rpc._errors import describe, safe_cause
+from blockfeed.rpc.http import install_log_redaction
 from blockfeed.util.redact import redact_url
 
 DEFAULT_OPEN_TIMEOUT_S = 5.0
@@ -185,6 +186,7 @@ class WsRpc:
         (``status`` is the HTTP status of a refused handshake).
         """
         redacted = redact_url(url)
+        install_log_redaction()  # websockets logs the request path (which may hold a key)
         try:
             async with asyncio.timeout(open_timeout_s):
                 connection = await connect(

@@ -37,6 +37,16 @@ def redact_url(url: str) -> str:
     return out
 
 
+def redact_path(path: str) -> str:
+    """Mask secret-looking segments and the query of a request path (``/ws/<key>?k=v``).
+
+    For libraries that log the request line rather than the URL (websockets at DEBUG).
+    """
+    base, sep, _query = path.partition("?")
+    masked = "/".join(_MASK if _SECRETISH.fullmatch(seg) else seg for seg in base.split("/"))
+    return masked + ("?" + _MASK if sep else "")
+
+
 def redact_text(text: str, secrets: list[str] | tuple[str, ...]) -> str:
     """Replace every occurrence of each secret URL (and its redacted form's pieces) in ``text``."""
     for secret in secrets:
