@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blockfeed.devnode.twox import storage_prefix, twox64, twox64concat, twox128, xxh64
+from blockfeed.codec.twox import storage_prefix, twox64, twox64concat, twox128, xxh64
 
 
 @pytest.mark.parametrize(

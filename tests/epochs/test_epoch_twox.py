@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blockfeed.epochs.twox import storage_prefix, twox64concat, twox128, xxh64
+from blockfeed.codec.twox import storage_prefix, twox64concat, twox128, xxh64
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from blockfeed.devnode.twox import storage_prefix, twox64concat
+from blockfeed.codec.twox import storage_prefix, twox64concat
 
 NEXT_EPOCH_API = "SubnetInfoRuntimeApi_get_next_epoch_start_block"
 TEMPO_PREFIX = storage_prefix("SubtensorModule", "Tempo")

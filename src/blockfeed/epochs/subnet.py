@@ -35,7 +35,7 @@ import logging
 from bisect import bisect_right
 
 from blockfeed.epochs.schedule import EpochSpan
-from blockfeed.epochs.twox import storage_prefix, twox64concat
+from blockfeed.codec.twox import storage_prefix, twox64concat
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError
 from blockfeed.rpc import methods
 from blockfeed.rpc.methods import RpcCaller

@@ -89,6 +89,11 @@ def xxh64(data: bytes, seed: int = 0) -> int:
     return hash_value
 
 
+def twox64(data: bytes) -> bytes:
+    """Substrate's ``Twox64`` hasher: XXH64 (seed 0), little-endian (8 bytes)."""
+    return xxh64(data, 0).to_bytes(8, "little")
+
+
 def twox128(data: bytes) -> bytes:
     """Substrate's ``Twox128`` hasher: two XXH64 digests (seeds 0 and 1), little-endian."""
     return xxh64(data, 0).to_bytes(8, "little") + xxh64(data, 1).to_bytes(8, "little")
