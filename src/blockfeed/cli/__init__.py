@@ -29,5 +29,8 @@ for _name in _COMMANDS:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A second Ctrl-C (the first stops cleanly) exits 130 quietly."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

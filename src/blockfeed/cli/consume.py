@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Annotated, TextIO
@@ -21,6 +20,7 @@ from typing import Annotated, TextIO
 import typer
 from redis.exceptions import RedisError
 
+from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError
 from blockfeed.feed.logs import FeedLog
 from blockfeed.sinks._redis_base import describe_error
@@ -140,7 +140,7 @@ async def _consume(options: ConsumeOptions, out: TextIO) -> int:
             if options.count is not None and printed >= options.count:
                 return
 
-    _install_stop_signals(stop)
+    install_stop_signals(stop)
     async with make_consumer(options) as blocks:
         reader = asyncio.create_task(print_blocks(blocks), name="blockfeed-consume")
         stopper = asyncio.create_task(stop.wait(), name="blockfeed-consume-stop")
@@ -156,20 +156,6 @@ async def _consume(options: ConsumeOptions, out: TextIO) -> int:
     if stop.is_set():
         typer.echo(f"blockfeed consume: stopped after {printed} block(s)", err=True)
     return EXIT_OK
-
-
-def _install_stop_signals(stop: asyncio.Event) -> None:
-    """First Ctrl-C / SIGTERM stops cleanly; a second one is not caught."""
-    loop = asyncio.get_running_loop()
-
-    def request_stop(signum: int) -> None:
-        stop.set()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, request_stop, signum)
 
 
 def _fail(message: str, code: int) -> typer.Exit:

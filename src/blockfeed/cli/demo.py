@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 from importlib import resources
@@ -25,6 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
+from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import ConfigError, StoreError
 
 DEFAULT_PORT = 8000
@@ -146,10 +146,7 @@ async def _run(*, duration_s: float | None, port: int, block_time_s: float, host
     from blockfeed.store import open_store
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    install_stop_signals(stop)
     tune_gc_for_fanout()
     printer = Printer(fancy=_fancy_output())
     steps = _load_steps(block_time_s)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from blockfeed.cli._signals import install_stop_signals
 from blockfeed.config import Settings, load_settings
 from blockfeed.errors import ConfigError, StoreError
 from blockfeed.util.redact import redact_url
@@ -161,10 +160,7 @@ async def _run(settings: Settings) -> None:
     tune_gc_for_fanout()
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    install_stop_signals(stop)
     store = open_state_store(settings)  # fail here, with a clear message, not inside uvicorn
     try:
         feed = build_feed(settings, store=store)

@@ -18,7 +18,6 @@ import contextlib
 import enum
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
@@ -189,7 +189,7 @@ async def _follow(
 
     subscription = feed.blocks(name="watch", maxsize=SUBSCRIPTION_MAXSIZE)
     feed.add_event_hook(on_event)
-    _install_stop_signals(stop)
+    install_stop_signals(stop)
     async with feed:
         consumer = asyncio.create_task(print_blocks(), name="blockfeed-watch-printer")
         stopper = asyncio.create_task(stop.wait(), name="blockfeed-watch-stop")
@@ -236,20 +236,6 @@ def _no_block_message(feed: BlockFeed, options: WatchOptions) -> str:
             "fetched: is --from below the chain's first block or older than the node keeps?"
         )
     return f"{message}{detail}. Is the endpoint reachable? Raise --startup-timeout to wait longer."
-
-
-def _install_stop_signals(stop: asyncio.Event) -> None:
-    """First Ctrl-C / SIGTERM stops cleanly (final checkpoint); a second one is not caught."""
-    loop = asyncio.get_running_loop()
-
-    def request_stop(signum: int) -> None:
-        stop.set()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, request_stop, signum)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
