@@ -25,6 +25,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
@@ -181,6 +182,7 @@ async def _follow(
             if not printer.write(block):
                 return  # stdout is gone: this block was not printed, it stays unacknowledged
             printed += 1
+            last_printed[:] = [block.number]
             if options.count is not None and printed >= options.count:
                 # The last line is printed: acknowledge it; the blocks after it stay owed, so
                 # the checkpoint is exactly the last printed line.
@@ -190,9 +192,15 @@ async def _follow(
     subscription = feed.blocks(name="watch", maxsize=SUBSCRIPTION_MAXSIZE)
     feed.add_event_hook(on_event)
     install_stop_signals(stop)
+    last_printed: list[int] = []
+
     async with feed:
         consumer = asyncio.create_task(print_blocks(), name="blockfeed-watch-printer")
         stopper = asyncio.create_task(stop.wait(), name="blockfeed-watch-stop")
+        progress = asyncio.create_task(
+            report_catch_up(feed, lambda: last_printed[0] if last_printed else None),
+            name="blockfeed-watch-progress",
+        )
         try:
             started = asyncio.create_task(first_block.wait())
             waiters: set[asyncio.Future[Any]] = {started, consumer, stopper, wrong_history}
@@ -214,6 +222,7 @@ async def _follow(
             # acknowledged (it asked again), the feed's final checkpoint records it.
             consumer.cancel()
             stopper.cancel()
+            progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
     if stop.is_set():

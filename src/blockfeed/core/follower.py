@@ -995,6 +995,10 @@ class Follower:
         if self._best_seen is None or number > self._best_seen:
             self._best_seen = number
             self._progress_at = now
+            # Only a new head means finality moved; delivering old blocks (a backfill while
+            # the chain is halted) must not clear the flag, or it flaps with every batch.
+            if self._modes is not None:
+                self._emit(self._modes.set_stalled(False, f"block #{number} finalized", now))
 
     def _absorb(self, now: float) -> list[Rejection]:
         """Collect the merge's deliveries and rejections after an offer."""
@@ -1037,8 +1041,6 @@ class Follower:
                 del self._lacking[number]
         if blocks and self._modes is not None:
             self._ranking.best_number = blocks[-1].number
-            self._emit(self._modes.set_stalled(False, f"block #{blocks[-1].number} finalized",
-                                               now))
             self._prune_suspects()
         return rejected
 

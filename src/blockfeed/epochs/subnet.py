@@ -34,8 +34,8 @@ import asyncio
 import logging
 from bisect import bisect_right
 
-from blockfeed.epochs.schedule import EpochSpan
 from blockfeed.codec.twox import storage_prefix, twox64concat
+from blockfeed.epochs.schedule import EpochSpan
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError
 from blockfeed.rpc import methods
 from blockfeed.rpc.methods import RpcCaller
