@@ -108,6 +108,7 @@ class FeedEvent:
 
     kind: str
     at: float
+    """Unix time (seconds) of the event, as delivered by :class:`BlockFeed` hooks."""
     reason: str
     old_mode: Mode | None = None
     new_mode: Mode | None = None

@@ -45,6 +45,7 @@ guarantee, :mod:`blockfeed.core.merge`). Across a crash (SIGKILL, power loss) th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import itertools
@@ -255,6 +256,8 @@ class BlockFeed:
         )
         self._last_block: Block | None = None
         self._started_wall = time.time()
+        self._wall_offset_s = 0.0
+        """Unix time minus loop time, fixed when the follower starts (stamps events)."""
         self._error: BaseException | None = None
         self._sub_counter = 0
 
@@ -457,12 +460,13 @@ class BlockFeed:
                 self._saved_through = checkpoint[0]
                 logger.info("resuming after checkpoint #%d", checkpoint[0])
         loop = asyncio.get_running_loop()
+        self._wall_offset_s = time.time() - loop.time()
         follower = Follower(
             [ep.label for ep in self._endpoints],
             config=self._config,
             start_number=start_number,
             anchor=anchor,
-            wall_offset_s=time.time() - loop.time(),
+            wall_offset_s=self._wall_offset_s,
         )
         self._follower = follower
         assert self._tg is not None and self._ready is not None
@@ -528,7 +532,8 @@ class BlockFeed:
         if follower is None:
             return
         for event in follower.events():
-            self._emit_event(event)
+            # The core runs on the loop's monotonic clock; people and alerts get Unix time.
+            self._emit_event(dataclasses.replace(event, at=event.at + self._wall_offset_s))
         blocks = follower.deliverable()
         if blocks:
             self._deliver(blocks)
