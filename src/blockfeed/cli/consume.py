@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import sys
 from dataclasses import dataclass
 from typing import Annotated, TextIO
@@ -20,13 +18,12 @@ from typing import Annotated, TextIO
 import typer
 from redis.exceptions import RedisError
 
+from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError
-from blockfeed.feed.logs import FeedLog
 from blockfeed.sinks._redis_base import describe_error
 from blockfeed.sinks.redis import DEFAULT_STREAM, RedisUnavailable, StreamGap
 from blockfeed.sinks.redis_consumer import DEFAULT_READ_COUNT, FROM_FIRST, StreamConsumer
-from blockfeed.types import Block
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -59,45 +56,6 @@ class ConsumeOptions:
     epoch_length: int
 
 
-class _Printer:
-    """One line per block on stdout; notices a closed pipe (``| head``) instead of crashing."""
-
-    def __init__(self, out: TextIO, *, json_lines: bool, epoch_length: int) -> None:
-        self._out = out
-        self._json = json_lines
-        self._epoch_length = epoch_length
-        emoji = _isatty(out) and not os.environ.get("NO_COLOR")
-        self._text = FeedLog(epoch_length=epoch_length, emoji=emoji)
-
-    def write(self, block: Block) -> bool:
-        """Print ``block``; False when stdout is gone."""
-        if self._json:
-            line = json.dumps(block.to_dict(epoch_length=self._epoch_length), separators=(",", ":"))
-        else:
-            line = self._text.block_line(block)
-        try:
-            self._out.write(line + "\n")
-            self._out.flush()
-        except BrokenPipeError:
-            _silence_stdout()
-            return False
-        return True
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
 def make_consumer(options: ConsumeOptions) -> StreamConsumer:
     """The StreamConsumer for these options (``--from N`` means "after block N - 1")."""
     if options.from_block is None:
@@ -125,7 +83,7 @@ def _read_count(options: ConsumeOptions) -> int:
 
 
 async def _consume(options: ConsumeOptions, out: TextIO) -> int:
-    printer = _Printer(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
+    printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
     stop = asyncio.Event()
     printed = 0
 
@@ -156,11 +114,6 @@ async def _consume(options: ConsumeOptions, out: TextIO) -> int:
     if stop.is_set():
         typer.echo(f"blockfeed consume: stopped after {printed} block(s)", err=True)
     return EXIT_OK
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"blockfeed consume: {message}", err=True)
-    return typer.Exit(code)
 
 
 def consume(
@@ -248,7 +201,9 @@ def consume(
     from blockfeed.cli.serve import configure_logging
 
     if (group is None) != (consumer is None):
-        raise _fail("--group and --consumer go together: give both or neither", EXIT_BAD_INPUT)
+        raise fail(
+            "consume", "--group and --consumer go together: give both or neither", EXIT_BAD_INPUT
+        )
     options = ConsumeOptions(
         url=redis_url,
         stream=stream,
@@ -263,18 +218,19 @@ def consume(
     try:
         make_consumer(options)  # validates the URL and names before anything starts
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail("consume", str(exc), EXIT_BAD_INPUT) from None
     configure_logging("text", logging.WARNING if quiet else logging.INFO)
     try:
         code = asyncio.run(_consume(options, sys.stdout))
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail("consume", str(exc), EXIT_BAD_INPUT) from None
     except StreamGap as exc:
-        raise _fail(f"{exc} (--allow-gaps)", EXIT_FAILED) from None
+        raise fail("consume", f"{exc} (--allow-gaps)", EXIT_FAILED) from None
     except (RedisUnavailable, BlockfeedError) as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
+        raise fail("consume", str(exc), EXIT_FAILED) from None
     except RedisError as exc:
-        raise _fail(f"Redis failed: {describe_error(exc, redis_url)}", EXIT_FAILED) from None
+        message = f"Redis failed: {describe_error(exc, redis_url)}"
+        raise fail("consume", message, EXIT_FAILED) from None
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)

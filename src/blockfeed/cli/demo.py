@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import tempfile
 from importlib import resources
@@ -26,6 +25,7 @@ import typer
 
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import ConfigError, StoreError
+from blockfeed.feed.logs import emoji_wanted
 
 DEFAULT_PORT = 8000
 DEFAULT_BLOCK_TIME_S = 1.0
@@ -66,7 +66,7 @@ def _route_feed_log_to_stdout() -> None:
 
 
 def _fancy_output() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return emoji_wanted(sys.stdout)
 
 
 def _load_steps(block_time_s: float) -> list[Any]:

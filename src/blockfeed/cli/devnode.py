@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from blockfeed.cli._output import fail
 from blockfeed.devnode.config import (
     DEFAULT_BLOCK_TIME_S,
     DEFAULT_FINALITY_JUMPS,
@@ -62,8 +63,7 @@ def _faults_epilog() -> str:
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    typer.echo(f"blockfeed devnode: {message}", err=True)
-    return typer.Exit(code)
+    return fail("devnode", message, code)
 
 
 def devnode(

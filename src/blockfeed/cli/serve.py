@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from blockfeed.cli._output import fail
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.config import Settings, load_settings
 from blockfeed.errors import ConfigError, StoreError
@@ -59,8 +60,7 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    typer.echo(f"blockfeed serve: {message}", err=True)
-    return typer.Exit(code)
+    return fail("serve", message, code)
 
 
 def serve(

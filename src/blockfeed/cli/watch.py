@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,14 +23,14 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
-from blockfeed.feed.logs import FeedLog
 from blockfeed.store import CheckpointStore, open_store
-from blockfeed.types import Block, FeedEvent, Mode
+from blockfeed.types import FeedEvent, Mode
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,48 +75,6 @@ class WatchOptions:
     startup_timeout_s: float
 
 
-class _Printer:
-    """Writes block lines to stdout; remembers a closed pipe (``| head``) instead of crashing."""
-
-    def __init__(self, out: TextIO, *, json_lines: bool, epoch_length: int) -> None:
-        self._out = out
-        self._json = json_lines
-        self._epoch_length = epoch_length
-        emoji = _isatty(out) and not os.environ.get("NO_COLOR")
-        self._text = FeedLog(epoch_length=epoch_length, emoji=emoji)
-        self.pipe_closed = False
-
-    def line(self, block: Block) -> str:
-        if self._json:
-            return json.dumps(block.to_dict(epoch_length=self._epoch_length), separators=(",", ":"))
-        return self._text.block_line(block)
-
-    def write(self, block: Block) -> bool:
-        """Print one block; False when stdout is gone."""
-        try:
-            self._out.write(self.line(block) + "\n")
-            self._out.flush()
-        except BrokenPipeError:
-            self.pipe_closed = True
-            _silence_stdout()
-            return False
-        return True
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
 def resolve_endpoints(endpoints: list[str] | None, network: str | None) -> list[str]:
     """The endpoints given, or the network's default (finney when neither is given)."""
     if endpoints:
@@ -151,7 +107,7 @@ async def _follow(
         log_blocks=False,
         startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
     )
-    printer = _Printer(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
+    printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
     stop = asyncio.Event()
     first_block = asyncio.Event()
     wrong_history: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -245,11 +201,6 @@ def _no_block_message(feed: BlockFeed, options: WatchOptions) -> str:
             "fetched: is --from below the chain's first block or older than the node keeps?"
         )
     return f"{message}{detail}. Is the endpoint reachable? Raise --startup-timeout to wait longer."
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"blockfeed watch: {message}", err=True)
-    return typer.Exit(code)
 
 
 def watch(
@@ -352,18 +303,18 @@ def watch(
             startup_timeout_s=startup_timeout,
         )
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
     configure_logging(str(log_format), logging.WARNING if quiet else logging.INFO)
     for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise here
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         code = asyncio.run(_watch(options, sys.stdout))
     except WatchFailed as exc:
-        raise _fail(str(exc), exc.code) from None
+        raise fail("watch", str(exc), exc.code) from None
     except ConfigError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
     except (StoreError, BlockfeedError) as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
+        raise fail("watch", str(exc), EXIT_FAILED) from None
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)

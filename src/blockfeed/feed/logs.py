@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from typing import TextIO
 
 from blockfeed.types import Block, FeedEvent, Mode
 
@@ -39,12 +40,15 @@ _EMOJI = {
 }
 
 
-def emoji_wanted() -> bool:
-    """Emoji only on a terminal and only when ``NO_COLOR`` is not set."""
+def emoji_wanted(stream: TextIO | None = None) -> bool:
+    """Emoji only when ``stream`` (default stderr) is a terminal and ``NO_COLOR`` is not set."""
     if os.environ.get("NO_COLOR"):
         return False
-    stream = sys.stderr
-    return bool(getattr(stream, "isatty", None) and stream.isatty())
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class FeedLog:
