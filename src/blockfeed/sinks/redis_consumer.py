@@ -68,42 +68,6 @@ FROM_FIRST = -1
 Entry = tuple[str, dict[str, Any]]
 
 
-def consume(
-    url: str,
-    stream: str = DEFAULT_STREAM,
-    *,
-    after: int | None = None,
-    after_hash: str | None = None,
-    group: str | None = None,
-    consumer: str | None = None,
-    auto_ack: bool = True,
-    allow_gaps: bool = False,
-    on_gap: Callable[[StreamGap], None] | None = None,
-    read_count: int = DEFAULT_READ_COUNT,
-    read_block_s: float = DEFAULT_READ_BLOCK_S,
-    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-    max_outage_s: float | None = None,
-    reconnect_delays: ReconnectDelays = default_reconnect_delays,
-) -> StreamConsumer:
-    """Blocks from ``stream``, in order, each once; see :class:`StreamConsumer` for the options."""
-    return StreamConsumer(
-        url,
-        stream,
-        after=after,
-        after_hash=after_hash,
-        group=group,
-        consumer=consumer,
-        auto_ack=auto_ack,
-        allow_gaps=allow_gaps,
-        on_gap=on_gap,
-        read_count=read_count,
-        read_block_s=read_block_s,
-        connect_timeout_s=connect_timeout_s,
-        max_outage_s=max_outage_s,
-        reconnect_delays=reconnect_delays,
-    )
-
-
 class StreamConsumer:
     """An async iterator of :class:`Block` read from a Redis stream written by RedisPublisher.
 
@@ -451,6 +415,11 @@ class StreamConsumer:
         logger.warning("%s", gap)
         if self._on_gap is not None:
             self._on_gap(gap)
+
+
+consume = StreamConsumer
+"""``async for block in consume(url, stream, after=N)``: the documented name for a
+:class:`StreamConsumer` (same arguments, same object)."""
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
