@@ -633,26 +633,15 @@ class BlockFeed:
     async def _head_read(self, action: Poll | Probe) -> None:
         """``chain_getFinalizedHead`` (+ ``chain_getHeader`` unless the head is the known one),
         over HTTP, or over the open socket while HTTP backs off."""
-        rpc: methods.RpcCaller | None = self._http[action.endpoint]
-        if action.transport == "ws":
-            rpc = self._open_socket_rpc(action.endpoint)
         started = self._now()
         try:
-            if rpc is None:
-                raise RpcTransportError("the socket to read over is gone")
+            rpc = self._channel(action)
             head = await methods.get_finalized_head(rpc)
             header = None
             if head != action.known_hash:
                 header = await methods.get_header(rpc, head)
-        except VerificationError as exc:
-            self._fail(action, exc, lied=True)
-            return
-        except (RpcError, MalformedFrame) as exc:
-            self._fail(action, exc)
-            return
         except Exception as exc:  # never let a poll take the feed down
-            logger.exception("HTTP read on %s failed unexpectedly", action.endpoint)
-            self._fail(action, exc)
+            self._request_failed(action, exc, "head read")
             return
         latency = self._now() - started
         if isinstance(action, Poll):
@@ -661,6 +650,25 @@ class BlockFeed:
         else:
             self._call(lambda now, f: f.on_probe_result(action, head, header, now,
                                                         latency_s=latency))
+
+    def _channel(self, action: Poll | Probe | FetchRange) -> methods.RpcCaller:
+        """Where ``action``'s requests go: HTTP, or the open socket while HTTP backs off."""
+        if action.transport != "ws":
+            return self._http[action.endpoint]
+        rpc = self._open_socket_rpc(action.endpoint)
+        if rpc is None:
+            raise RpcTransportError("the socket to send over is gone")
+        return rpc
+
+    def _request_failed(self, action: Action, exc: Exception, what: str) -> None:
+        """Report a failed request to the core: a header that does not hash to what the node
+        named is a lie; RPC and frame errors are failures; anything else is a bug, logged."""
+        if isinstance(exc, VerificationError):
+            self._fail(action, exc, lied=True)
+            return
+        if not isinstance(exc, RpcError | MalformedFrame):
+            logger.exception("%s on %s failed unexpectedly", what, action.endpoint)
+        self._fail(action, exc)
 
     def _open_socket_rpc(self, label: str) -> methods.RpcCaller | None:
         """The open socket of ``label`` as a request channel, with the feed's request timeout
@@ -673,13 +681,9 @@ class BlockFeed:
     async def _fetch_range(self, action: FetchRange) -> None:
         """Hashes of ``start..end`` in one call, then their headers in one batch (over HTTP, or
         over the open socket while HTTP backs off)."""
-        rpc: methods.RpcCaller | None = self._http[action.endpoint]
-        if action.transport == "ws":
-            rpc = self._open_socket_rpc(action.endpoint)
         started = self._now()
         try:
-            if rpc is None:
-                raise RpcTransportError("the socket to fetch over is gone")
+            rpc = self._channel(action)
             hashes = await methods.get_block_hashes(rpc, range(action.start, action.end + 1))
             # Headers of the listed prefix (a vote may lack its first, link-only, number).
             skip = 1 if action.check_only_first and hashes and hashes[0] is None else 0
@@ -691,15 +695,8 @@ class BlockFeed:
             headers: list[Any] = [None] * skip
             if known:
                 headers += await methods.get_headers(rpc, known)
-        except VerificationError as exc:
-            self._fail(action, exc, lied=True)
-            return
-        except (RpcError, MalformedFrame) as exc:
-            self._fail(action, exc)
-            return
         except Exception as exc:
-            logger.exception("backfill from %s failed unexpectedly", action.endpoint)
-            self._fail(action, exc)
+            self._request_failed(action, exc, "backfill")
             return
         headers += [None] * (len(hashes) - len(headers))
         latency = self._now() - started
