@@ -11,6 +11,7 @@
     │       └── rpc.methods.UnknownBlock      the node answered null for a block hash
     ├── VerificationError        a header's hash or parent link does not check out
     │   └── redis.StreamGap      a Redis stream lacks entries the consumer needs (trimmed)
+    ├── ChainDiverged            every endpoint serves another chain than the one delivered
     ├── StoreError               the state file is corrupt, locked, read-only, full, or foreign
     ├── SubscriberLagged         a subscriber fell further behind than the feed keeps blocks for
     └── redis.RedisUnavailable   Redis could not be reached (also a ConnectionError)
@@ -44,9 +45,13 @@ class RpcError(BlockfeedError):
 class RpcTransportError(RpcError):
     """The transport failed: refused, reset, closed, timed out, or HTTP 429/5xx."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
+        """The pause the server asked for (``Retry-After`` on a 429/503), if any."""
 
 
 class RpcServerError(RpcError):
@@ -58,9 +63,33 @@ class RpcServerError(RpcError):
         self.rpc_message = message
         self.data = data
 
+    @property
+    def is_rate_limit(self) -> bool:
+        """True for a provider's rate-limit answer (code -32029, or a message that says so)."""
+        text = str(self.rpc_message).lower()
+        return self.code == RATE_LIMIT_CODE or "rate limit" in text or "too many" in text
+
+
+RATE_LIMIT_CODE = -32029
+"""The JSON-RPC error code providers use for "rate limit exceeded"."""
+
 
 class VerificationError(BlockfeedError):
     """A header's computed hash or parent link does not match what the chain says."""
+
+
+class ChainDiverged(BlockfeedError):
+    """Every endpoint proved to serve another chain than the one delivered (F13).
+
+    ``details``: ``number``, ``delivered_hash``, ``their_hash``, ``what``; ``endpoint`` is
+    the (redacted) endpoint that answered last. The message starts with ``CHAIN DIVERGED``.
+    """
+
+    def __init__(self, message: str, *, endpoint: str | None = None,
+                 details: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.details = dict(details or {})
 
 
 class StoreError(BlockfeedError):

@@ -69,6 +69,9 @@ class Block:
     header: Header | None = field(default=None, compare=False, repr=False)
     late: bool = False
     """True when delivered by backfill or replay rather than as the live head."""
+    delivered_at: float | None = field(default=None, compare=False)
+    """Unix time (seconds) when the feed handed it to subscribers (None before that). The
+    gap from ``received_at`` is delay too: backfill, verification, a slow consumer."""
 
     def to_dict(self, *, epoch_length: int | None = None) -> dict[str, Any]:
         """JSON-ready dict (the ``--json`` line format)."""
@@ -78,6 +81,7 @@ class Block:
             "parent_hash": self.parent_hash,
             "source": str(self.source),
             "received_at": self.received_at,
+            "delivered_at": self.delivered_at,
         }
         if epoch_length:
             out["epoch"] = self.number // epoch_length

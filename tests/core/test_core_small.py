@@ -7,6 +7,7 @@ import random
 import pytest
 
 from blockfeed.core import BlockClock, ModeMachine, Ranking, backoff, backoff_delay
+from blockfeed.core.deadline import MAX_INTERVAL_S, MIN_INTERVAL_S
 from blockfeed.types import Mode
 
 
@@ -47,16 +48,46 @@ def test_clock_learns_median_interval_and_divides_jumps() -> None:
 
 
 def test_clock_uses_prior_then_clamps() -> None:
-    """Before data the configured block time is used; learned values stay within floor/ceiling."""
+    """Before data the prior is used; learned values stay within the absolute bounds only."""
     clock = BlockClock(block_time_s=12.0)
     assert clock.interval_s == 12.0 and clock.expected_at(5) is None
     clock.observe(1, 0.0)
-    clock.observe(2, 0.001)  # absurdly fast: floored at T/4
-    assert clock.interval_s == pytest.approx(3.0)
+    clock.observe(2, 0.001)  # absurdly fast: floored at the absolute minimum, not at T/4
+    assert clock.interval_s == pytest.approx(MIN_INTERVAL_S)
     clock2 = BlockClock(block_time_s=12.0)
-    clock2.observe(1, 0.0)
-    clock2.observe(2, 600.0)  # a halt: capped at 5 T
-    assert clock2.interval_s == pytest.approx(60.0)
+    for number in range(1, 6):
+        clock2.observe(number, number * 900.0)  # confirmed slow: capped at the absolute maximum
+    assert clock2.interval_s == pytest.approx(MAX_INTERVAL_S)
+
+
+def test_clock_learns_a_faster_chain_than_the_hint_at_once() -> None:
+    """F14: a 12 s hint on a 0.5 s chain: the first sample rules, never clamped to the hint."""
+    clock = BlockClock(block_time_s=12.0)
+    clock.observe(1, 0.0)
+    clock.observe(2, 0.5)
+    assert clock.interval_s == pytest.approx(0.5)
+    assert clock.deadline_s == pytest.approx(0.75)
+
+
+def test_clock_needs_confirmation_to_slow_down() -> None:
+    """One long interval (a halt at start) keeps the prior; three confirm the slower pace."""
+    clock = BlockClock(block_time_s=1.0)
+    clock.observe(1, 0.0)
+    clock.observe(2, 60.0)
+    assert clock.interval_s == pytest.approx(1.0)
+    clock.observe(3, 66.0)
+    clock.observe(4, 72.0)
+    assert clock.interval_s == pytest.approx(6.0)
+
+
+def test_clock_prior_can_be_replaced_by_a_declared_slot() -> None:
+    """set_prior (the runtime's slot duration) moves the estimate until samples exist."""
+    clock = BlockClock(block_time_s=12.0)
+    clock.set_prior(3.0)
+    assert clock.interval_s == 3.0 and clock.prior_s == 3.0
+    clock.observe(1, 0.0)
+    clock.observe(2, 1.0)
+    assert clock.interval_s == pytest.approx(1.0)  # observation beats the declaration
 
 
 def test_clock_guess_moves_phase_but_not_interval() -> None:

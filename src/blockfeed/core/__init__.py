@@ -5,7 +5,16 @@ and every output is data (blocks, actions, events, the next deadline). The async
 :mod:`blockfeed.feed` performs the actions; tests drive the follower with a fake clock.
 """
 
-from blockfeed.core.actions import Action, CloseSocket, Connect, FetchRange, Poll, Probe, Subscribe
+from blockfeed.core.actions import (
+    Action,
+    CheckChain,
+    CloseSocket,
+    Connect,
+    FetchRange,
+    Poll,
+    Probe,
+    Subscribe,
+)
 from blockfeed.core.backoff import backoff, backoff_delay
 from blockfeed.core.deadline import BlockClock
 from blockfeed.core.follower import Follower, FollowerConfig, SocketState
@@ -17,6 +26,7 @@ __all__ = [
     "Action",
     "BlockClock",
     "Candidate",
+    "CheckChain",
     "CloseSocket",
     "Connect",
     "EndpointHealth",

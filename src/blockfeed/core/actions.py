@@ -98,5 +98,21 @@ class FetchRange:
     vote): fetch its header if its hash is listed, but an unknown ``start`` is no failure."""
 
 
-Action = Connect | Subscribe | CloseSocket | Poll | Probe | FetchRange
+@dataclass(frozen=True, slots=True)
+class CheckChain:
+    """Ask ``endpoint`` over HTTP which chain it serves: ``chain_getBlockHash([0, number])``.
+
+    Asked when an endpoint contradicts the delivered chain (another hash at a delivered
+    number, a block that does not link, a finalized head far below it). Report
+    ``on_chain_check(action, genesis_hash, hash_at_number)`` (either may be None when the
+    endpoint does not list it) or ``on_failure``.
+    """
+
+    endpoint: str
+    seq: int
+    number: int
+    """A delivered number whose hash the follower still knows, or -1: the genesis only."""
+
+
+Action = Connect | Subscribe | CloseSocket | Poll | Probe | FetchRange | CheckChain
 HeadRead = Poll | Probe

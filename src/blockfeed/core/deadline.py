@@ -11,6 +11,13 @@ The follower needs two numbers about the chain's rhythm:
 
 From these come the silence deadline (about 1.5 x interval, between a floor and a ceiling) and
 the expected time of any future number.
+
+The configured block time is only a **prior** (a hint, or the runtime's declared slot
+duration): observation rules. Bounds are absolute (:data:`MIN_INTERVAL_S`,
+:data:`MAX_INTERVAL_S`), never relative to the prior, so a chain that is much faster or slower
+than it was said to be is followed at its real pace. Until :data:`TRUST_AFTER_SAMPLES` samples
+exist, a shorter sample wins over the prior at once (blocks cannot come faster than they
+do) while a longer one waits for confirmation (one late arrival must not stretch every timer).
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from collections import deque
 
 DEFAULT_WINDOW = 16
 DEFAULT_DEADLINE_FACTOR = 1.5
-DEFAULT_FLOOR_FRACTION = 0.25
-"""Interval and deadline never drop below this fraction of the configured block time."""
-DEFAULT_CEILING_FRACTION = 5.0
-"""... nor rise above this multiple of it (a node that stalls must not stretch the deadline)."""
+MIN_INTERVAL_S = 0.01
+"""Interval and deadline never drop below this (a sanity bound, not a tuning value) ..."""
+MAX_INTERVAL_S = 600.0
+"""... nor rise above this."""
+TRUST_AFTER_SAMPLES = 3
+"""From this many interval samples on, their median rules in both directions."""
 
 
 class BlockClock:
@@ -43,10 +52,8 @@ class BlockClock:
         if window < 1:
             raise ValueError("window must be at least 1")
         self._configured_s = block_time_s
-        self._floor_s = floor_s if floor_s is not None else block_time_s * DEFAULT_FLOOR_FRACTION
-        self._ceiling_s = (
-            ceiling_s if ceiling_s is not None else block_time_s * DEFAULT_CEILING_FRACTION
-        )
+        self._floor_s = floor_s if floor_s is not None else MIN_INTERVAL_S
+        self._ceiling_s = ceiling_s if ceiling_s is not None else MAX_INTERVAL_S
         if not 0 < self._floor_s <= self._ceiling_s:
             raise ValueError("need 0 < floor_s <= ceiling_s")
         self._deadline_factor = deadline_factor
@@ -56,10 +63,30 @@ class BlockClock:
 
     @property
     def interval_s(self) -> float:
-        """Median recent per-number interval (the configured block time until data arrives)."""
+        """Median recent per-number interval (the prior until data arrives; see the module
+        docstring for how the first samples and the prior combine)."""
         if not self._intervals:
             return self._clamp(self._configured_s)
-        return self._clamp(statistics.median(self._intervals))
+        median = statistics.median(self._intervals)
+        if len(self._intervals) < TRUST_AFTER_SAMPLES:
+            median = min(median, self._configured_s)
+        return self._clamp(median)
+
+    @property
+    def prior_s(self) -> float:
+        """The block time assumed before observation (hint or declared slot duration)."""
+        return self._configured_s
+
+    @property
+    def samples(self) -> int:
+        """How many interval samples the current estimate rests on."""
+        return len(self._intervals)
+
+    def set_prior(self, block_time_s: float) -> None:
+        """Replace the prior (e.g. with the runtime's declared slot duration, once known)."""
+        if not block_time_s > 0:
+            raise ValueError("block_time_s must be positive")
+        self._configured_s = block_time_s
 
     @property
     def deadline_s(self) -> float:

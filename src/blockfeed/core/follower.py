@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from blockfeed.codec import block_hash
 from blockfeed.core.actions import (
     Action,
+    CheckChain,
     CloseSocket,
     Connect,
     FetchRange,
@@ -90,18 +91,34 @@ _LIVE_STATES = (
 )
 
 
+HTTP_RETRY_CAP_MIN_S = 0.25
+HTTP_RETRY_CAP_MAX_S = 15.0
+"""Bounds of the learned HTTP retry cap (``http_retry_cap_blocks x T``)."""
+HEALTH_CHECK_MIN_S = 0.5
+HEALTH_CHECK_MAX_S = 30.0
+"""Bounds of the learned idle-endpoint check period (``health_check_blocks x T``)."""
+CHAIN_CHECK_EVERY_DEADLINES = 2.0
+"""An endpoint suspected of serving another chain is asked at most once per this many
+deadlines."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FollowerConfig:
-    """Tuning of the follower; plain fractions are of the learned block interval ``T``."""
+    """Tuning of the follower; plain fractions are of the learned block interval ``T``.
+
+    ``block_time_s`` is a prior, not a truth: the interval is learned from arrivals and every
+    timer (deadline, poll cadence, hedge, HTTP retry cap, idle-endpoint checks) follows the
+    learned value, within absolute bounds only.
+    """
 
     block_time_s: float = 12.0
-    """The chain's nominal block time: the prior until intervals are learned."""
+    """The block time assumed until intervals are learned (a hint or the declared slot)."""
     deadline_factor: float = 1.5
     """A socket silent for ``deadline_factor x T`` is checked with one HTTP probe."""
     deadline_floor_s: float | None = None
-    """Lower bound of interval and deadline (default: a quarter of ``block_time_s``)."""
+    """Lower bound of interval and deadline (default: ``deadline.MIN_INTERVAL_S``)."""
     deadline_ceiling_s: float | None = None
-    """Upper bound of interval and deadline (default: 5 x ``block_time_s``)."""
+    """Upper bound of interval and deadline (default: ``deadline.MAX_INTERVAL_S``)."""
     poll_margin: float = 0.05
     """Polling mode asks ``poll_margin x T`` after a block is due ..."""
     poll_retry: float = 0.1
@@ -123,8 +140,13 @@ class FollowerConfig:
     """Raise ``finality_stalled`` after this many intervals with no new block, HTTP-confirmed."""
     reconnect_initial_s: float = 0.5
     reconnect_cap_s: float = 30.0
+    """Socket backoff (full jitter) for endpoints that give no sign of life; any evidence that
+    an endpoint is back (an HTTP answer after failures) ends it at once."""
     http_retry_initial_s: float = 0.2
-    http_retry_cap_s: float = 10.0
+    http_retry_cap_s: float | None = None
+    """Cap of the HTTP (and socket-request) error backoff; None: ``http_retry_cap_blocks x T``
+    within 0.25-15 s, so a disconnected feed asks about once per block time."""
+    http_retry_cap_blocks: float = 1.0
     range_chunk: int = 500
     """Most numbers asked for in one backfill request."""
     range_retry: float = 0.25
@@ -132,8 +154,12 @@ class FollowerConfig:
     lag_quarantine_blocks: int = 16
     """With several endpoints, one whose head is this far behind the verified chain is benched."""
     quarantine_s: float = 300.0
-    health_check_interval_s: float = 30.0
-    """With several endpoints, probe the idle ones this often (lag and liveness)."""
+    health_check_interval_s: float | None = None
+    """With several endpoints, probe the idle ones this often (lag and liveness); None:
+    ``health_check_blocks x T`` within 0.5-30 s."""
+    health_check_blocks: float = 3.0
+    fresh_blocks: float = 4.0
+    """An endpoint that showed life within this many T counts as fresh: failover prefers it."""
 
     def __post_init__(self) -> None:
         if self.block_time_s <= 0:
@@ -142,8 +168,12 @@ class FollowerConfig:
             raise ValueError("range_chunk must be at least 1")
         if self.reconnect_initial_s < 0 or self.reconnect_cap_s <= 0:
             raise ValueError("reconnect backoff needs initial_s >= 0 and cap_s > 0")
-        if self.quarantine_s < 0 or self.health_check_interval_s <= 0:
+        if self.quarantine_s < 0 or (
+            self.health_check_interval_s is not None and self.health_check_interval_s <= 0
+        ):
             raise ValueError("quarantine_s must be >= 0 and health_check_interval_s > 0")
+        if self.http_retry_cap_s is not None and self.http_retry_cap_s <= 0:
+            raise ValueError("http_retry_cap_s must be positive")
 
 
 DEFAULT_CONFIG = FollowerConfig()
@@ -172,6 +202,9 @@ class Follower:
         wall_offset_s: float = 0.0,
         rng: Callable[[], float] = random.random,
         reconnect_backoff: BackoffFactory | None = None,
+        http_labels: dict[str, str] | None = None,
+        genesis_hash: str | None = None,
+        numbering_from: int = 0,
     ) -> None:
         """``endpoints`` are labels (already redacted, unique), in order of preference.
 
@@ -179,6 +212,10 @@ class Follower:
         the current finalized head. ``wall_offset_s`` is added to ``now`` to stamp
         ``Block.received_at`` (driver's monotonic clock -> Unix time). ``reconnect_backoff`` makes
         a fresh delay iterator (tests pass a fixed one); default: :func:`core.backoff.backoff`.
+        ``http_labels`` names each endpoint's HTTP side in messages (default: the label).
+        ``genesis_hash``, when known, lets a chain check tell another chain from a lagging node
+        (see :meth:`on_chain_check`). ``numbering_from``: request sequence numbers and socket
+        attempts start above it, so answers to a previous follower's actions never match.
         """
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("endpoint labels must be unique")
@@ -186,9 +223,11 @@ class Follower:
         self._ranking = Ranking(
             endpoints,
             http_retry_initial_s=cfg.http_retry_initial_s,
-            http_retry_cap_s=cfg.http_retry_cap_s,
+            http_retry_cap_s=cfg.http_retry_cap_s or cfg.block_time_s,
             rng=rng,
         )
+        self._http_labels = dict(http_labels or {})
+        self._genesis = None if genesis_hash is None else genesis_hash.lower()
         self._merge = Merge(anchor=anchor, start_number=start_number)
         if anchor is not None:
             self._ranking.best_number = anchor[0]
@@ -210,21 +249,26 @@ class Follower:
         self._wall_offset_s = wall_offset_s
         self._modes: ModeMachine | None = None
         self._started_at = 0.0
+        self._reported_interval_s = self._clock.interval_s
 
         # the socket
         self._sock = SocketState.IDLE
         self._sock_ep: str | None = None
-        self._attempt = 0
+        self._attempt = numbering_from
         self._reconnect_at: float | None = None
         self._backoff: Iterator[float] = self._backoff_factory()
         self._ws_activity_at = 0.0
         self._silence_base = 0.0
         self._ws_high: int | None = None
         self._ws_ref: int | None = None
+        self._ws_proof: str | None = None
+        """Hash of the newest block a subscribed (not yet proven) socket brought: its delivery
+        proves the socket."""
         self._socket_ever_failed = False
+        self._last_socket_failure = ""
 
         # HTTP head reads
-        self._seq = 0
+        self._seq = numbering_from
         self._poll: _Inflight | None = None
         self._probe: _Inflight | None = None
         self._health: dict[str, _Inflight] = {}
@@ -248,6 +292,13 @@ class Follower:
         self._blocked: str | None = None
         self._best_seen: int | None = None
         self._progress_at = 0.0
+
+        # chain identity: endpoints that proved to serve another chain than the delivered one
+        self._first_delivered: tuple[int, str] | None = anchor
+        self._chain_checks: dict[str, CheckChain] = {}
+        self._chain_check_after: dict[str, float] = {}
+        self._contradictions: dict[str, dict[str, object]] = {}
+        self._diverged: FeedEvent | None = None
 
         # outputs and counters
         self._out_blocks: list[Block] = []
@@ -331,6 +382,17 @@ class Follower:
         return self._clock.deadline_s
 
     @property
+    def block_time_prior_s(self) -> float:
+        """The block time assumed before observation (hint, or the runtime's declared slot)."""
+        return self._clock.prior_s
+
+    @property
+    def diverged(self) -> FeedEvent | None:
+        """The ``chain_diverged`` event once every endpoint proved to serve another chain than
+        the one delivered; None otherwise. Nothing more can be delivered on this chain."""
+        return self._diverged
+
+    @property
     def last(self) -> tuple[int, str] | None:
         """(number, hash) of the last delivered block, or the resume anchor."""
         return self._merge.last
@@ -364,10 +426,30 @@ class Follower:
             raise RuntimeError("start() called twice")
         self._modes = ModeMachine(now)
         self._started_at = self._progress_at = now
-        self._health_next_at = now + self.config.health_check_interval_s
+        self._tune_to_interval()
+        self._health_next_at = now + self._health_interval_s()
         self._reconnect_at = now
         self._poll_asap = True
         self._step(now)
+
+    def set_block_time_prior(self, block_time_s: float, source: str, now: float) -> None:
+        """The chain declared its block time (e.g. the runtime's Aura slot duration): use it
+        as the prior. Observed intervals still rule once there are a few of them."""
+        if not block_time_s > 0:
+            return
+        self._clock.set_prior(block_time_s)
+        self._note_interval(now, f"declared by {source}")
+        self._step(now)
+
+    def set_genesis(self, genesis_hash: str) -> None:
+        """The chain's genesis hash became known (chain checks compare against it)."""
+        if self._genesis is None:
+            self._genesis = genesis_hash.lower()
+
+    @property
+    def numbering(self) -> int:
+        """Highest request sequence or socket attempt number used so far."""
+        return max(self._seq, self._attempt)
 
     def on_ws_connected(self, endpoint: str, now: float, *, attempt: int | None = None) -> None:
         """The socket of the current attempt is open: subscribe next."""
@@ -400,22 +482,29 @@ class Follower:
         )
         outcome = self._merge.offer(candidate)
         self._ranking.record_head(endpoint, header.number, now)
+        self._ranking.record_alive(endpoint, now)
         if outcome == OfferOutcome.HELD:
-            self._clock.observe(header.number, now)
+            self._observe(header.number, now)
             self._note_head(header.number, candidate.hash, now)
             self._socket_behind = False
-        rejected = {r.hash for r in self._absorb(now)}
-        accepted = outcome in (OfferOutcome.HELD, OfferOutcome.DUPLICATE)
-        if accepted and candidate.hash not in rejected and self._sock is SocketState.SUBSCRIBED:
-            self._sock = SocketState.HEALTHY
-            self._ranking.record_ws_success(endpoint)
-            self._backoff = self._backoff_factory()
-            self._refresh_mode(
-                now, "WebSocket subscription restored: confirmed and delivering",
-                kind="socket_restored",
-            )
+            if self._sock is SocketState.SUBSCRIBED:
+                self._ws_proof = candidate.hash
+        elif outcome == OfferOutcome.STALE:
+            self._check_far_below(endpoint, header.number, now)
+        self._absorb(now)
+        if (self._sock is SocketState.SUBSCRIBED
+                and self._merge.delivered_hash(header.number) == candidate.hash):
+            self._promote_socket(endpoint, now)  # it brought a block that was delivered
         self._check_lag(endpoint, header.number, now)
         self._step(now)
+
+    def _promote_socket(self, endpoint: str, now: float) -> None:
+        """The subscribed socket brought a block that was delivered: it is restored."""
+        self._sock = SocketState.HEALTHY
+        self._ws_proof = None
+        self._ranking.record_ws_success(endpoint, now)
+        self._backoff = self._backoff_factory()
+        self._refresh_mode(now, "subscription confirmed and delivering", kind="socket_restored")
 
     def on_ws_closed(
         self, endpoint: str, reason: str, now: float, *, attempt: int | None = None
@@ -490,6 +579,8 @@ class Follower:
         ep = fetch.endpoint
         if fetch.transport == "http":
             self._http_success(ep, latency_s, now)
+        else:
+            self._ranking.record_ws_request_success(ep, now)
         before = self._merge.last
         votes_before = len(self._merge.start_votes(fetch.end)) if fetch.check_only_first else 0
         check = self._merge.offer_range(
@@ -527,6 +618,55 @@ class Follower:
             self._range_stalls = 0
         self._step(now)
 
+    def on_chain_check(
+        self, check: CheckChain, genesis_hash: str | None, hash_at: str | None, now: float
+    ) -> None:
+        """Answer to a :class:`CheckChain`: which chain the endpoint serves.
+
+        Another genesis, or another hash at a delivered number, proves the endpoint serves
+        another chain (a replaced dev chain, a misconfigured proxy, a lie): it is quarantined
+        and recorded. Once every endpoint is in that state, ``chain_diverged`` is raised once.
+        An endpoint that agrees (or cannot tell: it does not list the number yet) is cleared.
+        """
+        ep = check.endpoint
+        if self._chain_checks.get(ep) != check:
+            return
+        del self._chain_checks[ep]
+        self._http_success(ep, None, now)
+        ours = self._known_hash(check.number)
+        genesis = None if genesis_hash is None else genesis_hash.lower()
+        theirs = None if hash_at is None else hash_at.lower()
+        verdict: dict[str, object] | None = None
+        if self._genesis is not None and genesis is not None and genesis != self._genesis:
+            verdict = {"number": 0, "delivered_hash": self._genesis, "their_hash": genesis,
+                       "what": "another genesis"}
+        elif ours is not None and theirs is not None and theirs != ours:
+            verdict = {"number": check.number, "delivered_hash": ours, "their_hash": theirs,
+                       "what": f"another block #{check.number}"}
+        if verdict is None:
+            self._contradictions.pop(ep, None)
+            self._step(now)
+            return
+        verdict["endpoint"] = ep
+        self._contradictions[ep] = verdict
+        self._quarantine(
+            ep, f"serves another chain: {verdict['what']} ({verdict['their_hash']}, delivered "
+                f"{verdict['delivered_hash']})", now,
+        )
+        if self._diverged is None and set(self._contradictions) >= set(self._ranking.labels):
+            what = verdict["what"]
+            reason = (
+                f"CHAIN DIVERGED: {ep} serves {what} ({verdict['their_hash']}) where the "
+                f"delivered chain has {verdict['delivered_hash']}, and no endpoint agrees with "
+                "the delivered chain; nothing more is delivered on it"
+            )
+            event = FeedEvent(kind="chain_diverged", at=now, reason=reason, endpoint=ep,
+                              details={k: v for k, v in verdict.items() if k != "endpoint"})
+            self._diverged = event
+            self._blocked = reason
+            self._emit(event)
+        self._step(now)
+
     def on_failure(
         self,
         action: Action,
@@ -535,14 +675,19 @@ class Follower:
         *,
         status: int | None = None,
         lied: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         """An action failed (refused, timed out, HTTP 429/5xx, JSON-RPC error, bad answer).
 
         ``lied=True``: the endpoint served data that contradicts itself (a header that does not
         hash to the hash it was asked for); it is quarantined on top of the failure.
+        ``retry_after_s``: the endpoint asked for that pause (a rate limit); it is honoured.
+        Every failure backs off the channel it used (HTTP, or requests over the socket), so an
+        endpoint that answers only errors is asked a bounded number of times.
         """
         if status is not None and str(status) not in reason:
             reason = f"{reason} (HTTP {status})"
+        pause = retry_after_s
         if lied and isinstance(action, Poll | Probe | FetchRange):
             self._lie(action.endpoint, f"served inconsistent data: {reason}", now)
         if isinstance(action, Connect | Subscribe):
@@ -556,19 +701,29 @@ class Follower:
             if self._poll is not None and self._poll.read == action:
                 self._poll = None
                 if action.transport == "http":
-                    self._http_failure(action.endpoint, reason, now)
+                    self._http_failure(action.endpoint, reason, now, retry_after_s=pause)
+                else:
+                    self._ws_request_failure(action.endpoint, now, retry_after_s=pause)
         elif isinstance(action, Probe):
-            self._probe_failed(action, reason, now)
+            self._probe_failed(action, reason, now, retry_after_s=pause)
         elif isinstance(action, FetchRange):
             if self._range == action:
                 self._range = None
                 retry_at = now + self.config.range_retry * self._clock.interval_s
                 if action.transport == "http":
-                    http_retry_at = self._ranking.record_http_failure(action.endpoint, now)
+                    http_retry_at = self._http_failure(action.endpoint, reason, now,
+                                                       retry_after_s=pause)
                     retry_at = min(retry_at, http_retry_at)
                     if self._socket_can_fetch(action.start):
-                        retry_at = now  # at once, over the open socket (HTTP now backs off)
+                        retry_at = now  # over the open socket, once its channel is ready
+                else:
+                    retry_at = max(retry_at, self._ws_request_failure(
+                        action.endpoint, now, retry_after_s=pause))
                 self._range_retry_at = retry_at
+        elif isinstance(action, CheckChain):
+            if self._chain_checks.get(action.endpoint) == action:
+                del self._chain_checks[action.endpoint]
+                self._http_failure(action.endpoint, reason, now, retry_after_s=pause)
         self._step(now)
 
     def on_malformed(self, endpoint: str, now: float) -> None:
@@ -599,6 +754,7 @@ class Follower:
         if modes is None:
             return
         cfg = self.config
+        self._tune_to_interval()
         self._update_start_quorum(now)
         # 1. A socket on a quarantined endpoint moves to a better one, if there is one.
         if self._sock is not SocketState.IDLE and self._sock_ep is not None:
@@ -650,7 +806,7 @@ class Follower:
             self._out_actions.append(probe)
         # 6. With several endpoints, look at the idle ones now and then (lag, liveness).
         if len(self._ranking.labels) > 1 and now >= self._health_next_at:
-            self._health_next_at = now + cfg.health_check_interval_s
+            self._health_next_at = now + self._health_interval_s()
             for ep in self._ranking.labels:
                 if ep == self.socket_endpoint or ep in self._health:
                     continue
@@ -664,6 +820,38 @@ class Follower:
         if modes.mode is Mode.STARTING and now >= self._started_at + self._clock.deadline_s:
             self._refresh_mode(now, "no socket block within the first deadline",
                                kind="start_timeout")
+
+    def _tune_to_interval(self) -> None:
+        """Keep every learned-T-relative bound in step with the current interval."""
+        cfg = self.config
+        interval = self._clock.interval_s
+        self._ranking.http_retry_cap_s = cfg.http_retry_cap_s or min(
+            max(cfg.http_retry_cap_blocks * interval, HTTP_RETRY_CAP_MIN_S), HTTP_RETRY_CAP_MAX_S
+        )
+        self._ranking.fresh_s = max(cfg.fresh_blocks * interval, 2 * self._health_interval_s())
+
+    def _health_interval_s(self) -> float:
+        cfg = self.config
+        if cfg.health_check_interval_s is not None:
+            return cfg.health_check_interval_s
+        return min(max(cfg.health_check_blocks * self._clock.interval_s, HEALTH_CHECK_MIN_S),
+                   HEALTH_CHECK_MAX_S)
+
+    def _observe(self, number: int, at: float) -> None:
+        """A measured appearance time: learn from it, and say so when T moved by over 25 %."""
+        self._clock.observe(number, at)
+        self._note_interval(at, f"learned from {self._clock.samples} intervals")
+
+    def _note_interval(self, now: float, how: str) -> None:
+        new, old = self._clock.interval_s, self._reported_interval_s
+        if abs(new - old) <= 0.25 * old:
+            return
+        self._reported_interval_s = new
+        self._tune_to_interval()
+        self._emit(FeedEvent(
+            kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
+            details={"block_time_s": new, "previous_s": old},
+        ))
 
     def _known(self) -> tuple[int | None, str | None]:
         if self._head_known is None:
@@ -734,9 +922,13 @@ class Follower:
     def _range_due(self) -> float | None:
         if self._range is not None or self._merge.gap(chunk=self.config.range_chunk) is None:
             return None
-        if self._socket_can_fetch(None):
-            return self._range_retry_at  # the open socket can fetch while HTTP backs off
-        return max(self._range_retry_at, self._http_ready_at())
+        return max(self._range_retry_at, self._fetch_ready_at())
+
+    def _fetch_ready_at(self) -> float:
+        """Earliest time a backfill can go out: HTTP, or the open socket while HTTP backs off."""
+        http_at = self._http_ready_at()
+        ws_at = self._ws_channel_ready_at() if self._socket_can_fetch(None) else None
+        return http_at if ws_at is None else min(http_at, ws_at)
 
     def _socket_can_fetch(self, start: int | None) -> bool:
         if self._sock not in _OPEN_STATES or self._sock_ep is None:
@@ -748,16 +940,23 @@ class Follower:
         HTTP side backs off, the open socket's request channel (F6: use the socket)."""
         label, at = self._ranking.best_http(now)
         assert label is not None  # Ranking is never empty
-        if at > now and self._sock in _OPEN_STATES and self._sock_ep is not None:
+        ws_at = self._ws_channel_ready_at()
+        if at > now and ws_at is not None and ws_at <= now and self._sock_ep is not None:
             return self._sock_ep, "ws"
         return label, "http"
 
+    def _ws_channel_ready_at(self) -> float | None:
+        """When the open socket may carry a request (its own error backoff); None: no socket."""
+        if self._sock not in _OPEN_STATES or self._sock_ep is None:
+            return None
+        return self._ranking[self._sock_ep].ws_request_retry_at
+
     def _read_ready_at(self) -> float:
-        """Earliest time a head read can go out: now while a socket is open, else when some
-        endpoint's HTTP backoff allows."""
-        if self._sock in _OPEN_STATES:
-            return 0.0
-        return self._http_ready_at()
+        """Earliest time a head read can go out: when some endpoint's HTTP backoff allows, or
+        the open socket's request backoff does."""
+        http_at = self._http_ready_at()
+        ws_at = self._ws_channel_ready_at()
+        return http_at if ws_at is None else min(http_at, ws_at)
 
     def _http_ready_at(self) -> float:
         """Earliest time some endpoint's HTTP side may be used (HTTP backoff)."""
@@ -784,7 +983,9 @@ class Follower:
             ep, at = self._ranking.best_http(now, exclude=exclude)
             if ep is not None and at <= now:
                 return ep, "http"
-        if self._socket_can_fetch(start) and self._sock_ep is not None:
+        ws_at = self._ws_channel_ready_at()
+        if self._socket_can_fetch(start) and self._sock_ep is not None and ws_at is not None \
+                and ws_at <= now:
             return self._sock_ep, "ws"
         return self._http_endpoint(now), "http"
 
@@ -817,8 +1018,9 @@ class Follower:
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1
+            after = f" after: {self._last_socket_failure}" if self._last_socket_failure else ""
             self._emit(FeedEvent(
-                kind="reconnect", at=now, reason=f"socket attempt {self._attempt}",
+                kind="reconnect", at=now, reason=f"socket attempt {self._attempt}{after}",
                 endpoint=ep, details={"attempt": self._attempt},
             ))
         self._out_actions.append(Connect(ep, self._attempt))
@@ -832,13 +1034,19 @@ class Follower:
         self, now: float, reason: str, *, kind: str, close: bool, immediate: bool, failed: bool
     ) -> None:
         ep = self._sock_ep
+        self._last_socket_failure = reason
         if close and ep is not None:
             self._out_actions.append(CloseSocket(ep, self._attempt, reason))
         if failed and ep is not None:
             self._ranking.record_ws_failure(ep)
             self._socket_ever_failed = True
+            if len(self._ranking.labels) > 1:
+                # Ask every other endpoint now, in parallel: the first good answer delivers,
+                # and the next socket goes to one with fresh evidence of life.
+                self._health_next_at = now
         was_healthy = self._sock is SocketState.HEALTHY
         self._sock = SocketState.IDLE
+        self._ws_proof = None
         if immediate:
             self._backoff = self._backoff_factory()
             self._reconnect_at = now
@@ -876,20 +1084,25 @@ class Follower:
         else:
             self.probes["not_moved"] += 1
 
-    def _probe_failed(self, probe: Probe, reason: str, now: float) -> None:
+    def _probe_failed(
+        self, probe: Probe, reason: str, now: float, *, retry_after_s: float | None = None
+    ) -> None:
         if probe.purpose == "health":
             inflight = self._health.get(probe.endpoint)
             if inflight is not None and inflight.read == probe:
                 del self._health[probe.endpoint]
-                self._ranking.record_http_failure(probe.endpoint, now)
+                self._ranking.record_http_failure(probe.endpoint, now,
+                                                  retry_after_s=retry_after_s)
                 self.probes["health_failed"] += 1
             return
         if self._probe is None or self._probe.read != probe:
             return
         sent_at = self._probe.sent_at
         self._probe = None
+        if probe.transport == "ws":
+            self._ws_request_failure(probe.endpoint, now, retry_after_s=retry_after_s)
         if probe.transport == "http":
-            self._ranking.record_http_failure(probe.endpoint, now)
+            self._ranking.record_http_failure(probe.endpoint, now, retry_after_s=retry_after_s)
             self._http_ok = False
             if self._sock in _OPEN_STATES and self._ws_activity_at <= sent_at:
                 # No verdict yet: the socket may only have a silent subscription. Ask the
@@ -930,6 +1143,8 @@ class Follower:
                 return None
             if over_http:
                 self._http_success(ep, latency_s, now)
+            else:
+                self._ranking.record_ws_request_success(ep, now)
             self._ranking.record_head(ep, read.known_number, now)
             self._check_stall(now)
             return read.known_number
@@ -941,16 +1156,22 @@ class Follower:
             return None
         if over_http:
             self._http_success(ep, latency_s, now)
+        else:
+            self._ranking.record_ws_request_success(ep, now)
         self._ranking.record_head(ep, header.number, now)
         candidate = Candidate(
             header, computed, Source.POLL, ep, now + self._wall_offset_s, confirmed=True
         )
-        if self._merge.offer(candidate) == OfferOutcome.HELD:
+        outcome = self._merge.offer(candidate)
+        if outcome == OfferOutcome.HELD:
             self._note_head(header.number, computed, now)
             if isinstance(read, Poll) and read.purpose == "hedge":
                 self._socket_behind = True  # HTTP had a block the socket had not brought
-        elif self._head_known is None or header.number >= self._head_known[0]:
-            self._head_known = (header.number, computed)
+        else:
+            if outcome == OfferOutcome.STALE:
+                self._check_far_below(ep, header.number, now)
+            if self._head_known is None or header.number >= self._head_known[0]:
+                self._head_known = (header.number, computed)
         self._absorb(now)
         self._check_stall(now)
         return header.number
@@ -972,7 +1193,7 @@ class Follower:
         )
         if bracketed:
             # Appeared between the last miss and this hit, a short retry apart: a measurement.
-            self._clock.observe(head_number, (self._poll_last_miss_at + sent_at) / 2)
+            self._observe(head_number, (self._poll_last_miss_at + sent_at) / 2)
             self._first_try_hits = 0
         else:
             self._first_try_hits += 1
@@ -1029,11 +1250,22 @@ class Follower:
             delivered = self._merge.delivered_hash(rejection.number)
             if delivered is not None:
                 self._resolve_suspects(rejection.number, delivered, now)
+            last = self._merge.last
+            if last is not None and rejection.number <= last[0] + 1:
+                # Another block at a delivered number, or one that does not link to the last:
+                # a lie, or another chain. Ask the endpoint which chain it serves.
+                self._suspect_chain(rejection.endpoint, now)
+        proof = self._ws_proof
         for block in blocks:
             self.blocks_by_source[str(block.source)] += 1
             self._resolve_suspects(block.number, block.hash, now)
+            if proof is not None and block.hash == proof and self._sock_ep is not None:
+                self._promote_socket(self._sock_ep, now)
         self._out_blocks.extend(blocks)
         if blocks:
+            if self._first_delivered is None:
+                self._first_delivered = (blocks[0].number, blocks[0].hash)
+            self._contradictions.clear()  # someone serves the delivered chain
             self._blocked = None
             self._start_conflict = None
             last_number = blocks[-1].number
@@ -1043,6 +1275,46 @@ class Follower:
             self._ranking.best_number = blocks[-1].number
             self._prune_suspects()
         return rejected
+
+    def _check_far_below(self, endpoint: str, number: int, now: float) -> None:
+        """``endpoint`` reported a finalized head far below the delivered chain: finality never
+        goes back, so it is lagging badly (a resyncing node) or serves another chain."""
+        last = self._merge.last
+        if last is not None and last[0] - number > self.config.lag_quarantine_blocks:
+            self._suspect_chain(endpoint, now, at_most=number)
+
+    def _known_hash(self, number: int | None) -> str | None:
+        if number is None:
+            return None
+        if self._first_delivered is not None and number == self._first_delivered[0]:
+            return self._first_delivered[1]
+        return self._merge.delivered_hash(number)
+
+    def _suspect_chain(self, endpoint: str, now: float, *, at_most: int | None = None) -> None:
+        """Ask ``endpoint`` for its genesis and its hash at a delivered number we still know
+        (the last one, or the highest known one up to ``at_most``): at most one check in
+        flight per endpoint, and one per ``CHAIN_CHECK_EVERY_DEADLINES`` deadlines."""
+        if endpoint in self._chain_checks or now < self._chain_check_after.get(endpoint, 0.0):
+            return
+        last = self._merge.last
+        if last is None:
+            return
+        number: int | None = last[0]
+        if at_most is not None and at_most < last[0]:
+            number = next(
+                (n for n in range(at_most, max(at_most - 512, -1), -1)
+                 if self._merge.delivered_hash(n) is not None), None)
+            if number is None and self._first_delivered is not None \
+                    and self._first_delivered[0] <= at_most:
+                number = self._first_delivered[0]
+        if number is None and self._genesis is None:
+            return  # nothing to compare with yet; its chain will reach a known number
+        check = CheckChain(endpoint, self._next_seq(), -1 if number is None else number)
+        self._chain_checks[endpoint] = check
+        self._chain_check_after[endpoint] = (
+            now + CHAIN_CHECK_EVERY_DEADLINES * self._clock.deadline_s)
+        self.requests["chain_check"] += 1
+        self._out_actions.append(check)
 
     def _resolve_suspects(self, number: int, good_hash: str, now: float) -> None:
         """A verified hash for ``number`` is known: whoever claimed another one lied."""
@@ -1162,15 +1434,44 @@ class Follower:
             ))
 
     def _http_success(self, endpoint: str, latency_s: float | None, now: float) -> None:
-        self._ranking.record_http_success(endpoint, latency_s)
+        back = self._ranking.record_http_success(endpoint, latency_s, now)
+        if back:
+            self._on_sign_of_life(endpoint, now)
         if self._http_ok is not True:
             self._http_ok = True
-            self._refresh_mode(now, f"HTTP answering on {endpoint}", kind="http_ok")
+            self._refresh_mode(now, f"HTTP answering on {self._http_label(endpoint)}",
+                               kind="http_ok")
 
-    def _http_failure(self, endpoint: str, reason: str, now: float) -> None:
-        self._ranking.record_http_failure(endpoint, now)
+    def _on_sign_of_life(self, endpoint: str, now: float) -> None:
+        """``endpoint`` answered after failing: it is back. A socket waiting out its backoff
+        is tried at once (evidence beats timers); the backoff starts over."""
+        self._ranking[endpoint].ws_failures = 0
+        if self._sock is SocketState.IDLE and (
+            self._reconnect_at is None or self._reconnect_at > now
+        ):
+            self._backoff = self._backoff_factory()
+            self._reconnect_at = now
+
+    def _http_failure(
+        self, endpoint: str, reason: str, now: float, *, retry_after_s: float | None = None
+    ) -> float:
+        """Back off ``endpoint``'s HTTP side; returns when it may be asked again."""
+        retry_at = self._ranking.record_http_failure(endpoint, now, retry_after_s=retry_after_s)
         self._http_ok = False
-        self._refresh_mode(now, f"HTTP failing on {endpoint}: {reason}", kind="http_failed")
+        self._refresh_mode(now, f"HTTP failing on {self._http_label(endpoint)}: {reason}",
+                           kind="http_failed")
+        return retry_at
+
+    def _ws_request_failure(
+        self, endpoint: str, now: float, *, retry_after_s: float | None = None
+    ) -> float:
+        """Back off requests over ``endpoint``'s socket; returns when it may carry one again."""
+        self.requests["ws_failed"] += 1
+        return self._ranking.record_ws_request_failure(endpoint, now,
+                                                       retry_after_s=retry_after_s)
+
+    def _http_label(self, endpoint: str) -> str:
+        return self._http_labels.get(endpoint, endpoint)
 
     def _refresh_mode(self, now: float, reason: str, *, kind: str) -> None:
         modes = self._modes

@@ -59,6 +59,7 @@ from typing import Any
 
 from blockfeed.codec import header_from_json
 from blockfeed.core import (
+    CheckChain,
     CloseSocket,
     Connect,
     FetchRange,
@@ -71,9 +72,11 @@ from blockfeed.core import (
 from blockfeed.core.actions import Action
 from blockfeed.errors import (
     BlockfeedError,
+    ChainDiverged,
     ConfigError,
     MalformedFrame,
     RpcError,
+    RpcServerError,
     RpcTransportError,
     StoreError,
     VerificationError,
@@ -85,15 +88,24 @@ from blockfeed.feed.subscribers import DEFAULT_MAXSIZE, FeedSubscription
 from blockfeed.rpc import HttpRpc, WsRpc, methods
 from blockfeed.store import CheckpointStore
 from blockfeed.types import Block, FeedEvent, Header, Mode
+from blockfeed.util.redact import redact_url
 
 logger = logging.getLogger("blockfeed")
 
 DEFAULT_BLOCK_TIME_S = 12.0
+"""The prior when the feed is told nothing and the runtime declares no slot duration."""
+DIVERGENCE_POLICIES = ("exit", "follow")
+SLOT_DURATION_APIS = (("AuraApi_slot_duration", "Aura"), ("BabeApi_configuration", "BABE"))
+"""Runtime calls whose SCALE answer starts with the slot duration in ms (u64, little-endian)."""
+RATE_LIMIT_PAUSE_BLOCKS = 1.0
+"""A JSON-RPC rate-limit error carries no Retry-After: pause the channel this many T."""
 DEFAULT_EPOCH_LENGTH = 360
 DEFAULT_STARTUP_TIMEOUT_S = 10.0
 DEFAULT_MAX_FRAME_BYTES = 2**20
 CLOSE_TIMEOUT_CAP_S = 2.0
 """A half-open socket never answers the close handshake; do not wait on it for long."""
+DEFAULT_HTTP_CLIENT_TIMEOUT_S = 10.0
+"""Only the ceiling: every request the feed sends carries its own T-scaled timeout."""
 RECENT_EVENTS_KEPT = 50
 RECENT_BLOCKS_KEPT = 1024
 DEFAULT_LAG_LIMIT_BLOCKS = 10_000
@@ -148,7 +160,7 @@ class BlockFeed:
         *,
         start_at: int | None = None,
         store: CheckpointStore | None = None,
-        block_time_s: float = DEFAULT_BLOCK_TIME_S,
+        block_time_s: float | None = None,
         epoch_length: int = DEFAULT_EPOCH_LENGTH,
         http_endpoints: Sequence[str | None] | None = None,
         hedge: bool = True,
@@ -164,23 +176,40 @@ class BlockFeed:
         range_chunk: int = 500,
         quarantine_s: float = 300.0,
         lag_quarantine_blocks: int = 16,
-        health_check_interval_s: float = 30.0,
+        health_check_interval_s: float | None = None,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         lag_limit_blocks: int | None = None,
         emoji: bool | None = None,
         log_blocks: bool = True,
         follower_config: FollowerConfig | None = None,
+        on_divergence: str = "exit",
     ) -> None:
-        """Timeouts left as None scale with ``block_time_s`` (socket open and HTTP requests:
-        0.5 T within 1-10 s; pings: 1 T within 0.5-20 s; HTTP retry cap: 1 T within 1-10 s).
+        """``block_time_s`` is a hint (None: auto): the feed starts from the runtime's declared
+        slot duration when the node answers, else the hint (else 12 s), and then follows the
+        block time it observes, with no clamp relative to either. Timeouts left as None scale
+        with the *learned* block time T (socket open: 0.5 T within 1-10 s; HTTP and socket
+        requests: 0.5 T within 0.5-10 s; pings: 1 T within 0.5-20 s), as do the HTTP retry cap
+        and the idle-endpoint checks (see :class:`~blockfeed.core.FollowerConfig`).
+
+        ``on_divergence``: what to do when every endpoint proves to serve another chain than
+        the one delivered (a dev chain restarted from scratch, another genesis): ``"exit"``
+        stops the feed with :class:`~blockfeed.errors.ChainDiverged`; ``"follow"`` records
+        the reset in the store (history kept) and goes on from the new chain's finalized head.
 
         ``lag_limit_blocks``: a subscriber that fell behind holds the checkpoint until it is
         this many blocks behind, then gets ``SubscriberLagged`` (None: 10,000 or the store's
         window, whichever is larger). ``follower_config`` replaces every tuning value of the
         core at once (advanced use).
         """
-        if isinstance(block_time_s, bool) or not block_time_s > 0:
-            raise ConfigError(f"block_time_s must be a positive number, got {block_time_s!r}")
+        if block_time_s is not None and (
+            isinstance(block_time_s, bool) or not isinstance(block_time_s, int | float)
+            or not block_time_s > 0
+        ):
+            raise ConfigError(f"block_time_s must be a positive number or None (auto), got "
+                              f"{block_time_s!r}")
+        if on_divergence not in DIVERGENCE_POLICIES:
+            raise ConfigError(f"on_divergence must be one of {', '.join(DIVERGENCE_POLICIES)}, "
+                              f"got {on_divergence!r}")
         if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length < 1:
             raise ConfigError(f"epoch_length must be a positive integer, got {epoch_length!r}")
         if start_at is not None and (
@@ -199,29 +228,26 @@ class BlockFeed:
         self._by_label: dict[str, Endpoint] = {ep.label: ep for ep in self._endpoints}
         self._start_at = start_at
         self._store = store
-        self._block_time_s = float(block_time_s)
+        self._block_time_hint_s = None if block_time_s is None else float(block_time_s)
+        prior_s = self._block_time_hint_s or DEFAULT_BLOCK_TIME_S
+        self._on_divergence = on_divergence
         self._epoch_length = epoch_length
         self._subscriber_maxsize = subscriber_maxsize
-        self._open_timeout_s = open_timeout_s or _default_timeout(
-            block_time_s, low=1.0, high=10.0, factor=0.5)
-        self._http_timeout_s = http_timeout_s or _default_timeout(
-            block_time_s, low=1.0, high=10.0, factor=0.5)
-        self._ping_interval_s = ping_interval_s or _default_timeout(
-            block_time_s, low=0.5, high=20.0, factor=1.0)
-        self._ping_timeout_s = ping_timeout_s or _default_timeout(
-            block_time_s, low=0.5, high=20.0, factor=1.0)
+        self._open_timeout_given_s = open_timeout_s
+        self._http_timeout_given_s = http_timeout_s
+        self._ping_interval_given_s = ping_interval_s
+        self._ping_timeout_given_s = ping_timeout_s
         self._max_frame_bytes = max_frame_bytes
         self._startup_timeout_s = startup_timeout_s
         self._log_blocks = log_blocks
         try:
             self._config = follower_config or FollowerConfig(
-                block_time_s=block_time_s,
+                block_time_s=prior_s,
                 hedge=hedge,
                 reconnect_initial_s=reconnect_initial_s,
                 reconnect_cap_s=reconnect_cap_s,
-                http_retry_initial_s=min(0.2, block_time_s),
-                http_retry_cap_s=http_retry_cap_s or _default_timeout(
-                    block_time_s, low=1.0, high=10.0, factor=1.0),
+                http_retry_initial_s=min(0.2, prior_s),
+                http_retry_cap_s=http_retry_cap_s,
                 range_chunk=range_chunk,
                 quarantine_s=quarantine_s,
                 lag_quarantine_blocks=lag_quarantine_blocks,
@@ -260,6 +286,36 @@ class BlockFeed:
         """Unix time minus loop time, fixed when the follower starts (stamps events)."""
         self._error: BaseException | None = None
         self._sub_counter = 0
+        self._genesis: str | None = None
+        self._diverged_handled = False
+
+    # ------------------------------------------------------------------ timeouts that follow T
+
+    @property
+    def _block_interval_s(self) -> float:
+        """The learned block time (the prior until the follower exists)."""
+        follower = self._follower
+        return self._config.block_time_s if follower is None else follower.block_interval_s
+
+    @property
+    def _open_timeout_s(self) -> float:
+        return self._open_timeout_given_s or _default_timeout(
+            self._block_interval_s, low=1.0, high=10.0, factor=0.5)
+
+    @property
+    def _http_timeout_s(self) -> float:
+        return self._http_timeout_given_s or _default_timeout(
+            self._block_interval_s, low=0.5, high=10.0, factor=0.5)
+
+    @property
+    def _ping_interval_s(self) -> float:
+        return self._ping_interval_given_s or _default_timeout(
+            self._block_interval_s, low=0.5, high=20.0, factor=1.0)
+
+    @property
+    def _ping_timeout_s(self) -> float:
+        return self._ping_timeout_given_s or _default_timeout(
+            self._block_interval_s, low=0.5, high=20.0, factor=1.0)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -336,7 +392,7 @@ class BlockFeed:
                 mode_seconds={"starting": max(0.0, now_wall - self._started_wall)},
                 reconnects=0, blocks_by_source={}, transitions={}, probes={},
                 malformed_frames=0,
-                block_interval_s=self._block_time_s,
+                block_interval_s=self._config.block_time_s,
                 endpoints=[{"endpoint": ep.label} for ep in self._endpoints],
                 subscribers=subscribers, recent_events=list(self._recent_events),
                 error=None if self._error is None else str(self._error),
@@ -374,7 +430,7 @@ class BlockFeed:
         self._save_wake = asyncio.Event()
         self._started_wall = time.time()
         self._http = {
-            ep.label: HttpRpc(ep.http_url, timeout_s=self._http_timeout_s)
+            ep.label: HttpRpc(ep.http_url, timeout_s=DEFAULT_HTTP_CLIENT_TIMEOUT_S)
             for ep in self._endpoints
         }
         self._log.starting(self.endpoints)
@@ -451,7 +507,7 @@ class BlockFeed:
         anchor: tuple[int, str] | None = None
         start_number = self._start_at
         if self._store is not None:
-            genesis = await self._fetch_genesis()
+            genesis = self._genesis = await self._fetch_genesis()
             store = self._store
             await asyncio.to_thread(store.bind_chain, genesis)
             checkpoint = await asyncio.to_thread(store.checkpoint)
@@ -461,14 +517,7 @@ class BlockFeed:
                 logger.info("resuming after checkpoint #%d", checkpoint[0])
         loop = asyncio.get_running_loop()
         self._wall_offset_s = time.time() - loop.time()
-        follower = Follower(
-            [ep.label for ep in self._endpoints],
-            config=self._config,
-            start_number=start_number,
-            anchor=anchor,
-            wall_offset_s=self._wall_offset_s,
-        )
-        self._follower = follower
+        follower = self._new_follower(start_number=start_number, anchor=anchor)
         assert self._tg is not None and self._ready is not None
         tg = self._tg
         for subscription in self._callback_tasks_pending:
@@ -482,6 +531,82 @@ class BlockFeed:
         self._ready.set()
         tg.create_task(self._timer_loop(), name="blockfeed-timer")
         tg.create_task(self._checkpoint_loop(), name="blockfeed-checkpoint")
+        tg.create_task(self._learn_chain_facts(), name="blockfeed-chain-facts")
+
+    def _new_follower(self, *, start_number: int | None, anchor: tuple[int, str] | None,
+                      ) -> Follower:
+        previous = self._follower
+        follower = Follower(
+            [ep.label for ep in self._endpoints],
+            config=self._config,
+            start_number=start_number,
+            anchor=anchor,
+            wall_offset_s=self._wall_offset_s,
+            http_labels={ep.label: redact_url(ep.http_url) for ep in self._endpoints},
+            genesis_hash=self._genesis,
+            numbering_from=0 if previous is None else previous.numbering,
+        )
+        self._follower = follower
+        return follower
+
+    def _on_diverged(self, event: FeedEvent) -> None:
+        """Every endpoint serves another chain: stop with ``ChainDiverged`` (policy "exit"),
+        or start over on the new chain (policy "follow")."""
+        error = ChainDiverged(event.reason, endpoint=event.endpoint, details=event.details)
+        if self._on_divergence == "exit" or self._tg is None:
+            self._error = error
+            if self._stop is not None:
+                self._stop.set()
+            return
+        self._tg.create_task(self._follow_new_chain(event), name="blockfeed-follow-new-chain")
+
+    async def _follow_new_chain(self, event: FeedEvent) -> None:
+        """Policy "follow": save what subscribers acknowledged, record the reset in the store,
+        then a new follower starts at the new chain's finalized head."""
+        for run in list(self._sockets.values()):
+            if run.task is not None:
+                run.task.cancel()
+        self._sockets.clear()
+        await self._save_unsaved(retry=False)
+        self._unsaved.clear()
+        self._genesis = None
+        genesis = await self._fetch_genesis()
+        self._genesis = genesis
+        if self._store is not None:
+            await asyncio.to_thread(self._store.reset_chain, genesis, event.reason)
+            self._saved_through = None
+        logger.warning("following the new chain (genesis %s) from its finalized head", genesis)
+        follower = self._new_follower(start_number=None, anchor=None)
+        self._diverged_handled = False
+        follower.start(self._now())
+        self._pump()
+
+    async def _learn_chain_facts(self) -> None:
+        """In the background: the runtime's declared slot duration (a better prior than a
+        hint) and, without a store, the genesis hash (to tell another chain from a lagging
+        node). Each endpoint is asked once; a node that cannot answer costs nothing more."""
+        for ep in self._endpoints:
+            rpc = _WithTimeout(self._http[ep.label], self._http_timeout_s)
+            if self._genesis is None:
+                try:
+                    self._genesis = await methods.get_genesis_hash(rpc)
+                except (RpcError, MalformedFrame) as exc:
+                    logger.debug("genesis hash from %s: %s", ep.label, exc)
+                else:
+                    if self._follower is not None:
+                        self._follower.set_genesis(self._genesis)
+            for api, engine in SLOT_DURATION_APIS:
+                try:
+                    raw = await methods.state_call(rpc, api, "0x")
+                except (RpcError, MalformedFrame) as exc:
+                    logger.debug("%s from %s: %s", api, ep.label, exc)
+                    continue
+                if len(raw) >= 8 and (slot_ms := int.from_bytes(raw[:8], "little")) > 0:
+                    self._call(functools.partial(
+                        _set_prior, slot_ms / 1000, f"the runtime's {engine} slot duration"))
+                    return
+            if self._genesis is not None:
+                return
 
     async def _fetch_genesis(self) -> str:
         """The chain's genesis hash from any endpoint (HTTP), retried with backoff."""
@@ -534,6 +659,10 @@ class BlockFeed:
         for event in follower.events():
             # The core runs on the loop's monotonic clock; people and alerts get Unix time.
             self._emit_event(dataclasses.replace(event, at=event.at + self._wall_offset_s))
+        if follower.diverged is not None and not self._diverged_handled:
+            self._diverged_handled = True
+            self._on_diverged(follower.diverged)
+            return
         blocks = follower.deliverable()
         if blocks:
             self._deliver(blocks)
@@ -565,13 +694,31 @@ class BlockFeed:
             tg.create_task(self._head_read(action), name=f"blockfeed-{action.purpose}")
         elif isinstance(action, FetchRange):
             tg.create_task(self._fetch_range(action), name="blockfeed-range")
+        elif isinstance(action, CheckChain):
+            tg.create_task(self._check_chain(action), name="blockfeed-chain-check")
+
+    async def _check_chain(self, action: CheckChain) -> None:
+        """``chain_getBlockHash([0, number])`` over HTTP: which chain the endpoint serves."""
+        numbers = [0] if action.number < 0 else [0, action.number]
+        try:
+            rpc = _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
+            hashes = await methods.get_block_hashes(rpc, numbers)
+        except Exception as exc:
+            self._request_failed(action, exc, "chain check")
+            return
+        at = None if len(hashes) < 2 else hashes[1]
+        self._call(lambda now, f: f.on_chain_check(action, hashes[0], at, now))
 
     def _fail(self, action: Action, exc: BaseException, *, lied: bool = False) -> None:
         status = getattr(exc, "status", None)
         reason = str(exc) or type(exc).__name__
+        pause = getattr(exc, "retry_after_s", None)
+        if isinstance(exc, RpcServerError) and exc.is_rate_limit:
+            pause = RATE_LIMIT_PAUSE_BLOCKS * self._block_interval_s
         if isinstance(exc, MalformedFrame):
             self._call(lambda now, f: f.on_malformed(getattr(action, "endpoint", ""), now))
-        self._call(lambda now, f: f.on_failure(action, reason, now, status=status, lied=lied))
+        self._call(lambda now, f: f.on_failure(action, reason, now, status=status, lied=lied,
+                                               retry_after_s=pause))
 
     async def _socket_session(self, action: Connect, run: _SocketRun) -> None:
         """Open, subscribe, stream notifications into the follower, report the end."""
@@ -654,7 +801,7 @@ class BlockFeed:
     def _channel(self, action: Poll | Probe | FetchRange) -> methods.RpcCaller:
         """Where ``action``'s requests go: HTTP, or the open socket while HTTP backs off."""
         if action.transport != "ws":
-            return self._http[action.endpoint]
+            return _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
         rpc = self._open_socket_rpc(action.endpoint)
         if rpc is None:
             raise RpcTransportError("the socket to send over is gone")
@@ -761,6 +908,8 @@ class BlockFeed:
         """Queue each block for every subscriber (never waiting); the checkpoint follows once
         each subscriber has acknowledged it (see :meth:`_save_frontier`)."""
         subscribers = [*self._iter_subs, *self._callback_subs]
+        delivered_at = time.time()
+        blocks = [dataclasses.replace(block, delivered_at=delivered_at) for block in blocks]
         for block in blocks:
             if self._log_blocks:
                 self._log.block(block)
@@ -902,10 +1051,10 @@ class BlockFeed:
 
 
 class _WithTimeout:
-    """An RPC caller whose requests default to ``timeout_s`` (the socket's own default is not
-    scaled to the block time)."""
+    """An RPC caller whose requests default to ``timeout_s`` (the clients' own defaults are
+    not scaled to the learned block time)."""
 
-    def __init__(self, rpc: WsRpc, timeout_s: float) -> None:
+    def __init__(self, rpc: WsRpc | HttpRpc, timeout_s: float) -> None:
         self._rpc = rpc
         self._timeout_s = timeout_s
 
@@ -929,6 +1078,10 @@ def _consecutive_from(held: Sequence[Block] | deque[Block], start: int, limit: i
     if isinstance(held, deque):
         return list(itertools.islice(held, offset, offset + limit))
     return list(held[offset : offset + limit])
+
+
+def _set_prior(seconds: float, source: str, now: float, follower: Follower) -> None:
+    follower.set_block_time_prior(seconds, source, now)
 
 
 def _ws_header(header: Header, label: str, attempt: int, now: float, follower: Follower) -> None:

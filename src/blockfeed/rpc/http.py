@@ -114,6 +114,17 @@ def install_log_redaction() -> None:
         _filter_installed = True
 
 
+def _retry_after_s(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds only; a date or junk is ignored)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
 def _check_http_url(url: str) -> None:
     try:
         parts = urlsplit(url)
@@ -224,6 +235,7 @@ class HttpRpc:
                     raise RpcTransportError(
                         f"HTTP {response.status_code} from {self.redacted_url}",
                         status=response.status_code,
+                        retry_after_s=_retry_after_s(response.headers.get("retry-after")),
                     )
                 return await self._read_capped(response)
         except httpx.TimeoutException as exc:

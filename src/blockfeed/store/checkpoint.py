@@ -72,8 +72,8 @@ MAX_TRIGGER_DETAIL_CHARS = 2_000
 TriggerStatus = Literal["fired", "failed"]
 TRIGGER_STATUSES: tuple[str, ...] = ("fired", "failed")
 
-_INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_INSERT_OUTBOX = f"INSERT OR IGNORE INTO outbox ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_OUTBOX = f"INSERT OR IGNORE INTO outbox ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _SET_CHECKPOINT = (
     "INSERT INTO checkpoint (id, number, hash) VALUES (1, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET number = excluded.number, hash = excluded.hash"
@@ -182,6 +182,36 @@ class CheckpointStore:
                     f"the node serves the chain with genesis {wanted}. Use one state file per "
                     "chain (--state / BLOCKFEED_STATE), or check the endpoint URL"
                 )
+
+    def reset_chain(self, genesis_hash: str, reason: str) -> None:
+        """The chain was replaced (F13, policy "follow"): record the reset (old genesis, last
+        checkpoint, reason, time) in ``chain_resets``, forget the checkpoint and the window of
+        the old chain, and bind the file to ``genesis_hash``, all in one transaction. The
+        record stays: ``chain_resets()`` lists every reset this file went through."""
+        wanted = _normalise_hash(genesis_hash, "genesis hash")
+        with self._write("record a chain reset") as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'genesis_hash'").fetchone()
+            last = conn.execute("SELECT number, hash FROM checkpoint WHERE id = 1").fetchone()
+            conn.execute(
+                "INSERT INTO chain_resets (at, old_genesis, new_genesis, last_number, last_hash,"
+                " reason) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), None if row is None else row[0], wanted,
+                 None if last is None else last[0], None if last is None else last[1], reason),
+            )
+            conn.execute("DELETE FROM checkpoint")
+            conn.execute("DELETE FROM blocks")
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('genesis_hash', ?)",
+                         (wanted,))
+
+    def chain_resets(self) -> list[dict[str, object]]:
+        """Every recorded chain reset, oldest first."""
+        with self._read("read the chain resets") as conn:
+            rows = conn.execute(
+                "SELECT at, old_genesis, new_genesis, last_number, last_hash, reason"
+                " FROM chain_resets ORDER BY id"
+            ).fetchall()
+        keys = ("at", "old_genesis", "new_genesis", "last_number", "last_hash", "reason")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def bound_chain(self) -> str | None:
         """The genesis hash this file belongs to, if recorded yet."""

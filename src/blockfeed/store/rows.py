@@ -13,9 +13,9 @@ from blockfeed.codec import header_from_json
 from blockfeed.errors import MalformedFrame, StoreError
 from blockfeed.types import Block, Header, Source
 
-BLOCK_COLUMNS = "number, hash, parent_hash, source, received_at, late, header"
+BLOCK_COLUMNS = "number, hash, parent_hash, source, received_at, late, header, delivered_at"
 
-Row = tuple[int, str, str, str, float, int, str | None]
+Row = tuple[int, str, str, str, float, int, str | None, float | None]
 
 
 def header_json(header: Header) -> str:
@@ -40,12 +40,13 @@ def block_to_row(block: Block) -> Row:
         float(block.received_at),
         1 if block.late else 0,
         header,
+        None if block.delivered_at is None else float(block.delivered_at),
     )
 
 
 def row_to_block(row: tuple[Any, ...], *, table: str) -> Block:
     """The Block stored in ``row``; a row that does not make sense raises StoreError."""
-    number, block_hash, parent_hash, source, received_at, late, header_text = row
+    number, block_hash, parent_hash, source, received_at, late, header_text, delivered_at = row
     try:
         header = None if header_text is None else header_from_json(json.loads(header_text))
         return Block(
@@ -56,6 +57,7 @@ def row_to_block(row: tuple[Any, ...], *, table: str) -> Block:
             received_at=float(received_at),
             header=header,
             late=bool(late),
+            delivered_at=None if delivered_at is None else float(delivered_at),
         )
     except (ValueError, TypeError, MalformedFrame) as exc:
         raise StoreError(

@@ -41,6 +41,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " PRIMARY KEY (name, epoch)) WITHOUT ROWID",
         f"PRAGMA application_id = {APPLICATION_ID}",
     ),
+    # 2: when each block was handed to subscribers; a record of chain resets (F13, "follow").
+    (
+        "ALTER TABLE blocks ADD COLUMN delivered_at REAL",
+        "ALTER TABLE outbox ADD COLUMN delivered_at REAL",
+        "CREATE TABLE chain_resets (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
+        " old_genesis TEXT, new_genesis TEXT NOT NULL, last_number INTEGER, last_hash TEXT,"
+        " reason TEXT NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
