@@ -785,8 +785,12 @@ class Follower:
             self._range = FetchRange(start, end, ep, self._next_seq(), purpose, transport, vote)
             self.requests["range"] += 1
             self._out_actions.append(self._range)
-        # 4. Phase-locked polling (socket down) or a hedge (socket up, block late).
-        poll_due = self._poll_due()
+        # 4. Phase-locked polling (socket down) or a hedge (socket up, block late). While reads
+        #    fail, one head read at a time, the silence probe first (see _one_read_at_a_time).
+        silence_due = self._silence_due()
+        probe_first = (silence_due is not None and now >= silence_due
+                       and self._one_read_at_a_time())
+        poll_due = None if probe_first else self._poll_due()
         if poll_due is not None and now >= poll_due:
             purpose = "hedge" if self._sock is SocketState.HEALTHY else "poll"
             ep, transport = self._read_source(now)
@@ -860,9 +864,17 @@ class Follower:
 
     # ------------------------------------------------------------------ due times
 
+    def _one_read_at_a_time(self) -> bool:
+        """While HTTP fails, the poll and the silence probe take turns instead of both asking:
+        an endpoint that answers only errors must see a bounded request rate (issue: request
+        storms get clients banned by providers)."""
+        return self._http_ok is False
+
     def _poll_due(self) -> float | None:
         """When the poller (or the hedge) should ask next; None if it should not."""
         if self._modes is None or self._poll is not None:
+            return None
+        if self._probe is not None and self._one_read_at_a_time():
             return None
         ready_at = self._read_ready_at()
         if self._poll_asap:
@@ -916,6 +928,8 @@ class Follower:
 
     def _silence_due(self) -> float | None:
         if self._sock not in _OPEN_STATES or self._probe is not None:
+            return None
+        if self._poll is not None and self._one_read_at_a_time():
             return None
         return max(self._silence_base + self._clock.deadline_s, self._read_ready_at())
 

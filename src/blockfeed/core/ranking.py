@@ -181,11 +181,13 @@ class Ranking:
         self._health[label].alive_at = now
 
     def _retry_at(self, failures: int, now: float, retry_after_s: float | None) -> float:
+        """Equal jitter (half fixed, half random) rather than full: a failing endpoint is asked
+        about once per cap, not twice, while many clients still spread out."""
         delay = backoff_delay(
             failures,
             initial_s=self.http_retry_initial_s,
             cap_s=self.http_retry_cap_s,
-            rng=self._rng,
+            rng=lambda: 0.5 + 0.5 * self._rng(),
         )
         if retry_after_s is not None and retry_after_s > 0:
             delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
