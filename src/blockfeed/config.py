@@ -132,7 +132,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="publish blocks to this Redis (redis://...)")
     redis_stream: str = Field(DEFAULT_REDIS_STREAM, min_length=1, description="Redis stream key")
     redis_maxlen: int = Field(DEFAULT_REDIS_MAXLEN, ge=1, description="approximate stream length")
-    block_time_s: float = Field(DEFAULT_BLOCK_TIME_S, gt=0, le=3600, description="chain block time")
+    block_time_s: float | None = Field(
+        None, gt=0, le=3600,
+        description="hint of the chain's block time (default: auto, learned from the chain)",
+    )
     epoch_length: int = Field(DEFAULT_EPOCH_LENGTH, ge=1, description="blocks per epoch")
     ready_max_block_age_s: float | None = Field(
         None, gt=0, description="/ready fails when the last block is older; default 5 block times"
@@ -235,7 +238,8 @@ class Settings(BaseSettings):
         """How old the last block may be before /ready reports 503."""
         if self.ready_max_block_age_s is not None:
             return self.ready_max_block_age_s
-        return max(READY_AGE_FLOOR_S, READY_AGE_BLOCKS * self.block_time_s)
+        return max(READY_AGE_FLOOR_S,
+                   READY_AGE_BLOCKS * (self.block_time_s or DEFAULT_BLOCK_TIME_S))
 
     def secret_urls(self) -> list[str]:
         """URLs that may carry credentials: scrubbed from any text the gateway emits."""

@@ -1,4 +1,4 @@
-"""Self-tuning and evidence-driven recovery, input by input on a fake clock (issues F2, F6, F13, F14)."""
+"""Self-tuning and evidence-driven recovery, input by input on a fake clock (F2, F6, F13, F14)."""
 
 from __future__ import annotations
 

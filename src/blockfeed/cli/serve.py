@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from blockfeed.cli._log_limit import RepeatLimiter
 from blockfeed.cli._output import fail
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.config import Settings, load_settings
@@ -53,6 +54,7 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+    handler.addFilter(RepeatLimiter())  # a storm of identical errors: once a minute + count
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -26,7 +26,7 @@ import typer
 from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
-from blockfeed.errors import BlockfeedError, ConfigError, StoreError
+from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.store import CheckpointStore, open_store
@@ -35,9 +35,10 @@ from blockfeed.types import FeedEvent, Mode
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+"""Every endpoint serves another chain than the one delivered (``--on-divergence exit``)."""
 EXIT_INTERRUPTED = 130
 DEFAULT_NETWORK = "finney"
-DEFAULT_BLOCK_TIME_S = 12.0
 DEFAULT_EPOCH_LENGTH = 360
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 SUBSCRIPTION_MAXSIZE = 100_000
@@ -55,6 +56,13 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+class Divergence(enum.StrEnum):
+    """What ``watch`` does when the chain is replaced under it."""
+
+    EXIT = "exit"
+    FOLLOW = "follow"
+
+
 class WatchFailed(Exception):
     """Stop with a clear message and a non-zero exit code (no traceback)."""
 
@@ -70,9 +78,10 @@ class WatchOptions:
     count: int | None
     start_at: int | None
     state: str | None
-    block_time_s: float
+    block_time_s: float | None
     epoch_length: int
     startup_timeout_s: float
+    on_divergence: str = "exit"
 
 
 def resolve_endpoints(endpoints: list[str] | None, network: str | None) -> list[str]:
@@ -104,6 +113,7 @@ async def _follow(
         store=store,
         block_time_s=options.block_time_s,
         epoch_length=options.epoch_length,
+        on_divergence=options.on_divergence,
         log_blocks=False,
         startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
     )
@@ -254,9 +264,24 @@ def watch(
         ),
     ] = None,
     block_time: Annotated[
-        float,
-        typer.Option(min=0.01, max=3600, metavar="S", help="The chain's block time in seconds."),
-    ] = DEFAULT_BLOCK_TIME_S,
+        float | None,
+        typer.Option(
+            min=0.01, max=3600, metavar="S",
+            help="A hint of the chain's block time in seconds. Default: auto (the runtime's "
+            "declared slot duration, else 12 s, until arrivals are observed; what is observed "
+            "always wins).",
+            show_default=False,
+        ),
+    ] = None,
+    on_divergence: Annotated[
+        Divergence,
+        typer.Option(
+            help="When every endpoint serves another chain than the one printed (a dev chain "
+            "restarted, another genesis): exit with status 3 and one line starting "
+            "'CHAIN DIVERGED', or follow the new chain from its finalized head (recorded in "
+            "the --state file).",
+        ),
+    ] = "exit",  # type: ignore[assignment]
     epoch_length: Annotated[
         int, typer.Option(min=1, metavar="N", help="Blocks per epoch (epoch, block_in_epoch).")
     ] = DEFAULT_EPOCH_LENGTH,
@@ -301,6 +326,7 @@ def watch(
             block_time_s=block_time,
             epoch_length=epoch_length,
             startup_timeout_s=startup_timeout,
+            on_divergence=str(on_divergence),
         )
     except ConfigError as exc:
         raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
@@ -309,6 +335,9 @@ def watch(
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         code = asyncio.run(_watch(options, sys.stdout))
+    except ChainDiverged as exc:
+        typer.echo(str(exc), err=True)  # one line, starting "CHAIN DIVERGED"
+        raise typer.Exit(EXIT_DIVERGED) from None
     except WatchFailed as exc:
         raise fail("watch", str(exc), exc.code) from None
     except ConfigError as exc:

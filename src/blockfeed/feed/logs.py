@@ -6,7 +6,9 @@
     📦 Block #6940429 | Epoch 19278 | Block 349/360 | 19:30:15 UTC | ws
     ⚠️  ENTERING POLLING FALLBACK MODE | socket closed: closed by the node (code 1001)
     🔄 EXITING POLLING FALLBACK MODE | polling for 3.2s
-    ✅ WebSocket subscription restored | WebSocket subscription restored: confirmed and delivering
+    ✅ WebSocket subscription restored | subscription confirmed and delivering
+    ⏱️  BLOCK TIME 0.5s | was 12s; learned from 3 intervals
+    ❌ CHAIN DIVERGED: ws://host:9944 serves another genesis (0x...) where ...
 
 Emoji are dropped when the output is not a terminal or ``NO_COLOR`` is set. Endpoints only
 ever appear as labels (redacted URLs).
@@ -37,6 +39,8 @@ _EMOJI = {
     "verification": "❗ ",
     "reconnect": "🔁 ",
     "stop": "🛑 ",
+    "block_time": "⏱️  ",
+    "diverged": "❌ ",
 }
 
 
@@ -124,5 +128,12 @@ class FeedLog:
             logger.error("%sBLOCK UNAVAILABLE%s | %s", mark("verification"), where, event.reason)
         elif event.kind == "reconnect":
             logger.info("%sreconnecting%s | %s", mark("reconnect"), where, event.reason)
+        elif event.kind == "block_time":
+            seconds = event.details.get("block_time_s")
+            logger.info("%sBLOCK TIME %ss | %s", mark("block_time"),
+                        f"{seconds:.3g}" if isinstance(seconds, float) else "?",
+                        event.reason.split("(", 1)[-1].rstrip(")"))
+        elif event.kind == "chain_diverged":
+            logger.error("%s%s", mark("diverged"), event.reason)
         else:
             logger.info("%s%s | %s", event.kind, where, event.reason)
