@@ -31,6 +31,12 @@ Usage::
 
     .venv/bin/python bench/recovery.py --quick          # ~3 min
     .venv/bin/python bench/recovery.py --block-time 0.2 # default, <= ~9 min
+    .venv/bin/python bench/recovery.py --untold --block-time 1   # blockfeed NOT told T
+
+``--untold`` gives blockfeed only its defaults (a 12 s hint, constants in absolute seconds, no
+scaling by the real T): every timer it uses must come from what it learns. The first fix keeps
+its scaled timings (it cannot learn). Scenario ``F1x2`` adds a second endpoint to blockfeed
+that accepts TCP connections and never answers (a silently dead alternate).
 
 Results go to ``bench/results/recovery.json``; a markdown table is printed for the README.
 """
@@ -90,6 +96,8 @@ class Scenario:
     faults: tuple[tuple[str, float, dict[str, Any]], ...]
     """(kind, seconds in T, options) injected at the same instant."""
     window_t: float
+    dead_alternate: bool = False
+    """blockfeed also gets a second endpoint that accepts connections and never answers."""
 
 
 def scenarios(*, halt_t: float) -> list[Scenario]:
@@ -97,6 +105,8 @@ def scenarios(*, halt_t: float) -> list[Scenario]:
     return [
         Scenario("none", "steady state, no fault", (), 10),
         Scenario("F1", "node closes the socket", (("close", 0, {}),), 10),
+        Scenario("F1x2", "node closes the socket; the alternate is silently dead",
+                 (("close", 0, {}),), 10, dead_alternate=True),
         Scenario("F2", "node restarts (refused 10 T)", (("restart", 10, {}),), 20),
         Scenario(
             "F3",
@@ -142,14 +152,13 @@ def scaled_follower_config(block_time_s: float) -> FollowerConfig:
     fast devnode as they would on finney. Fractions of T need no scaling."""
     k = block_time_s / FINNEY_BLOCK_TIME_S
     base = FollowerConfig(block_time_s=block_time_s)
+    # The HTTP retry cap and the idle-endpoint checks follow the learned T by themselves.
     return dataclasses.replace(
         base,
         reconnect_initial_s=base.reconnect_initial_s * k,
         reconnect_cap_s=base.reconnect_cap_s * k,
         http_retry_initial_s=base.http_retry_initial_s * k,
-        http_retry_cap_s=base.http_retry_cap_s * k,
         quarantine_s=base.quarantine_s * k,
-        health_check_interval_s=base.health_check_interval_s * k,
     )
 
 
@@ -157,10 +166,15 @@ class BlockfeedClient:
     """blockfeed's public API, recording every delivered block."""
 
     def __init__(
-        self, ws_url: str, block_time_s: float, recorder: Recorder, *, scaled: bool = True
+        self, ws_url: str | list[str], block_time_s: float, recorder: Recorder, *,
+        scaled: bool = True, untold: bool = False,
     ) -> None:
-        config = scaled_follower_config(block_time_s) if scaled else None
-        self._feed = BlockFeed([ws_url], block_time_s=block_time_s, follower_config=config)
+        urls = [ws_url] if isinstance(ws_url, str) else ws_url
+        if untold:  # nothing about T: the 12 s default hint and absolute constants
+            self._feed = BlockFeed(urls)
+        else:
+            config = scaled_follower_config(block_time_s) if scaled else None
+            self._feed = BlockFeed(urls, block_time_s=block_time_s, follower_config=config)
         self._recorder = recorder
         self._subscription: Any = None
 
@@ -189,6 +203,34 @@ class BlockfeedClient:
         await self._feed.__aexit__(None, None, None)
 
 
+class SilentEndpoint:
+    """A loopback TCP port that accepts every connection and never answers (a dead node behind
+    a live address): WebSocket handshakes and HTTP requests hang until the client gives up."""
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> str:
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.append(writer)
+            with contextlib.suppress(Exception):
+                while await reader.read(65536):
+                    pass
+
+        self._server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+
 def first_fix_client(
     ws_url: str, http_url: str, block_time_s: float, recorder: Recorder
 ) -> FirstFix:
@@ -209,6 +251,8 @@ class Bench:
     block_time_s: float
     scaled: bool = True
     """Scale blockfeed's absolute-second constants by T/12 s (see scaled_follower_config)."""
+    untold: bool = False
+    """Tell blockfeed nothing about T (see the module docstring)."""
 
     @property
     def T(self) -> float:
@@ -226,7 +270,13 @@ class Bench:
         await node.clear()
         bf_rec, ff_rec = Recorder("blockfeed"), Recorder("firstfix")
         ff = first_fix_client(node.ws_url, node.http_url, self.T, ff_rec)
-        async with BlockfeedClient(node.ws_url, self.T, bf_rec, scaled=self.scaled) as bf, ff:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = [node.ws_url]
+            if scenario.dead_alternate:
+                urls.append(await stack.enter_async_context(SilentEndpoint()))
+            bf = await stack.enter_async_context(
+                BlockfeedClient(urls, self.T, bf_rec, scaled=self.scaled, untold=self.untold))
+            await stack.enter_async_context(ff)
             await self.warm_up(bf_rec, ff_rec)
             reconnects_before = (bf.reconnects, ff.reconnects)
             given_up_before = (bf.socket_given_up, ff.heartbeat_timeouts)
@@ -311,7 +361,8 @@ class Bench:
             recorder = Recorder(name)
             client: Any
             if name == "blockfeed":
-                client = BlockfeedClient(node.ws_url, self.T, recorder, scaled=self.scaled)
+                client = BlockfeedClient(node.ws_url, self.T, recorder, scaled=self.scaled,
+                                         untold=self.untold)
             else:
                 client = first_fix_client(node.ws_url, node.http_url, self.T, recorder)
             async with client:
@@ -347,7 +398,7 @@ class Bench:
         await node.clear()
         bf_rec, bare_rec = Recorder("blockfeed"), Recorder("bare")
         async with (
-            BlockfeedClient(node.ws_url, self.T, bf_rec, scaled=self.scaled),
+            BlockfeedClient(node.ws_url, self.T, bf_rec, scaled=self.scaled, untold=self.untold),
             BareSubscriber(node.ws_url, bare_rec),
         ):
             await self.warm_up(bf_rec, bare_rec)
@@ -473,8 +524,10 @@ def render(results: dict[str, Any]) -> str:
                 pair("reconnects"),
             ]
         )
+    told = results["meta"].get("blockfeed_told_T", True)
     lines = [
-        f"Recovery, blockfeed vs the first fix (T = {T:g} s devnode in "
+        f"Recovery, blockfeed {'(told T)' if told else '(NOT told T: 12 s default hint)'} "
+        f"vs the first fix (T = {T:g} s devnode in "
         f"{results['meta'].get('devnode', 'own process')}, {results['meta']['repeats']} run(s) "
         f"per fault, worst run shown; cells are blockfeed / first fix; 'lost' counts blocks "
         f"never delivered, so the first fix's delays cover only the blocks it did deliver):",
@@ -539,7 +592,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "block_time_s": T,
             "repeats": repeats,
             "quick": args.quick,
-            "blockfeed_constants_scaled": not args.unscaled_feed,
+            "blockfeed_constants_scaled": not args.unscaled_feed and not args.untold,
+            "blockfeed_told_T": not args.untold,
             "devnode": "same process" if args.in_process_node else "own process",
             "finality_jumps": args.finality_jumps,
             "seed": args.seed,
@@ -552,7 +606,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     node: Node = InProcessNode(**config) if args.in_process_node else NodeProcess(**config)
     async with node:
-        bench = Bench(node, T, scaled=not args.unscaled_feed)
+        bench = Bench(node, T, scaled=not args.unscaled_feed, untold=args.untold)
         wanted = set(args.only.split(",")) if args.only else None
         for scenario in scenarios(halt_t=halt_t):
             if wanted and scenario.fault_class not in wanted:
@@ -592,6 +646,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep blockfeed's backoff/quarantine constants in absolute seconds (not T/12 s)",
     )
     parser.add_argument(
+        "--untold",
+        action="store_true",
+        help="tell blockfeed nothing about T (12 s default hint, absolute constants)",
+    )
+    parser.add_argument(
         "--in-process-node",
         action="store_true",
         help="run the devnode in this process's event loop (the old, less fair setup)",
@@ -599,8 +658,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only", default="", help="comma list of fault classes / polling / overhead to run"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS_PATH, help="where to save the JSON")
+    parser.add_argument("--out", type=Path, default=None, help="where to save the JSON")
     args = parser.parse_args(argv)
+    if args.out is None:
+        suffix = f"_untold_T{args.block_time:g}" if args.untold else ""
+        args.out = RESULTS_PATH.with_name(f"recovery{suffix}.json")
     if not 0.05 <= args.block_time <= 12:
         parser.error("--block-time must be between 0.05 and 12 seconds")
     if args.repeats < 1:

@@ -51,8 +51,8 @@ def test_clock_uses_prior_then_clamps() -> None:
     """Before data the prior is used; learned values stay within the absolute bounds only."""
     clock = BlockClock(block_time_s=12.0)
     assert clock.interval_s == 12.0 and clock.expected_at(5) is None
-    clock.observe(1, 0.0)
-    clock.observe(2, 0.001)  # absurdly fast: floored at the absolute minimum, not at T/4
+    for number in range(1, 5):
+        clock.observe(number, number * 0.001)  # absurdly fast: floored at the absolute minimum
     assert clock.interval_s == pytest.approx(MIN_INTERVAL_S)
     clock2 = BlockClock(block_time_s=12.0)
     for number in range(1, 6):
@@ -61,11 +61,16 @@ def test_clock_uses_prior_then_clamps() -> None:
 
 
 def test_clock_learns_a_faster_chain_than_the_hint_at_once() -> None:
-    """F14: a 12 s hint on a 0.5 s chain: the first sample rules, never clamped to the hint."""
+    """F14: a 12 s hint on a 0.5 s chain: two samples rule, never clamped to the hint."""
     clock = BlockClock(block_time_s=12.0)
     clock.observe(1, 0.0)
-    clock.observe(2, 0.5)
-    assert clock.interval_s == pytest.approx(0.5)
+    clock.observe(2, 0.04)  # one arrival right after another (a poll, then the socket)
+    assert clock.interval_s == 12.0  # one sample is not a block time
+    clock.observe(3, 0.5)
+    assert clock.interval_s == pytest.approx(0.46)  # the larger of two: never the coincidence
+    for number in (4, 5, 6):
+        clock.observe(number, (number - 2) * 0.5)
+    assert clock.interval_s == pytest.approx(0.5)  # the median: the coincidence is outvoted
     assert clock.deadline_s == pytest.approx(0.75)
 
 
@@ -85,8 +90,8 @@ def test_clock_prior_can_be_replaced_by_a_declared_slot() -> None:
     clock = BlockClock(block_time_s=12.0)
     clock.set_prior(3.0)
     assert clock.interval_s == 3.0 and clock.prior_s == 3.0
-    clock.observe(1, 0.0)
-    clock.observe(2, 1.0)
+    for number in range(1, 4):
+        clock.observe(number, float(number))
     assert clock.interval_s == pytest.approx(1.0)  # observation beats the declaration
 
 

@@ -16,8 +16,8 @@ The configured block time is only a **prior** (a hint, or the runtime's declared
 duration): observation rules. Bounds are absolute (:data:`MIN_INTERVAL_S`,
 :data:`MAX_INTERVAL_S`), never relative to the prior, so a chain that is much faster or slower
 than it was said to be is followed at its real pace. Until :data:`TRUST_AFTER_SAMPLES` samples
-exist, a shorter sample wins over the prior at once (blocks cannot come faster than they
-do) while a longer one waits for confirmation (one late arrival must not stretch every timer).
+exist, two samples shorter than the prior win over it (the larger of them) while longer ones
+wait for confirmation (one late arrival must not stretch every timer).
 """
 
 from __future__ import annotations
@@ -67,10 +67,15 @@ class BlockClock:
         docstring for how the first samples and the prior combine)."""
         if not self._intervals:
             return self._clamp(self._configured_s)
-        median = statistics.median(self._intervals)
-        if len(self._intervals) < TRUST_AFTER_SAMPLES:
-            median = min(median, self._configured_s)
-        return self._clamp(median)
+        samples = len(self._intervals)
+        if samples < TRUST_AFTER_SAMPLES:
+            # Few samples: a shorter pace than the prior is believed once two samples agree on
+            # it (the larger of them: one arrival right after a poll is not a block time); a
+            # longer one waits for confirmation (one late arrival must not stretch timers).
+            if samples < 2:
+                return self._clamp(self._configured_s)
+            return self._clamp(min(max(self._intervals), self._configured_s))
+        return self._clamp(statistics.median(self._intervals))
 
     @property
     def prior_s(self) -> float:

@@ -852,6 +852,12 @@ class Follower:
             return
         self._reported_interval_s = new
         self._tune_to_interval()
+        # Waits scheduled in units of the old T follow the new one (a backfill retry planned
+        # with a 12 s prior must not hold a 0.2 s chain for seconds).
+        for name in ("_range_retry_at", "_health_next_at"):
+            due = getattr(self, name)
+            if due > now:
+                setattr(self, name, now + (due - now) * new / old)
         self._emit(FeedEvent(
             kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
             details={"block_time_s": new, "previous_s": old},
