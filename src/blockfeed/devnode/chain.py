@@ -138,14 +138,23 @@ class Chain:
     """The canonical (truthful) chain the node serves, lies aside."""
 
     def __init__(
-        self, *, seed: int, start_block: int, finality_lag: int, finality_jumps: float
+        self,
+        *,
+        seed: int,
+        start_block: int,
+        finality_lag: int,
+        finality_jumps: float,
+        genesis_seed: int | None = None,
     ) -> None:
         self.seed = seed
+        self.genesis_seed = seed if genesis_seed is None else genesis_seed
+        """Block 0 comes from this seed; a chain restarted on the same genesis keeps it while
+        ``seed`` (every later block) changes."""
         self.start_block = start_block
         self.finality_lag = finality_lag
         self.finality_jumps = finality_jumps
         self._rng = random.Random(f"finality-{seed}")
-        self._genesis = genesis_header(seed)
+        self._genesis = genesis_header(self.genesis_seed)
         self._genesis_hash = bytes.fromhex(block_hash(self._genesis)[2:])
         if start_block == 1:
             self._virtual_parent = self._genesis_hash
@@ -167,7 +176,7 @@ class Chain:
 
     @property
     def genesis_hash(self) -> str:
-        """``0x`` hash of block 0 (fixed for a given seed)."""
+        """``0x`` hash of block 0 (fixed for a given ``genesis_seed``)."""
         return "0x" + self._genesis_hash.hex()
 
     @property
