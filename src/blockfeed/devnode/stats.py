@@ -25,7 +25,8 @@ class DevNodeStats:
     http_requests: int = 0
     """HTTP POST requests received (each may hold a batch)."""
     requests: Counter[str] = field(default_factory=Counter)
-    """JSON-RPC calls to methods the node serves, by method, both transports."""
+    """JSON-RPC calls the node executed (not refused by ``rpc_errors``), by method, both
+    transports."""
     requests_by_transport: dict[str, Counter[str]] = field(
         default_factory=lambda: {"ws": Counter(), "http": Counter()}
     )
