@@ -183,7 +183,7 @@ async def test_reset_new_genesis_drops_sockets_and_serves_another_chain(node: De
         )["result"]
     )
     assert "0x" + one.parent_hash.hex() == after["genesis"]
-    assert node.stats.resets == 1 and node.chain_generation == 1
+    assert node.stats.resets == 1 and node.chain.generation == 1
 
 
 async def test_reset_same_genesis_keeps_block_0_and_changes_every_later_block() -> None:
@@ -225,8 +225,10 @@ async def test_reset_is_down_for_its_seconds_then_the_new_chain_stays(node: DevN
 async def test_each_reset_gives_a_fresh_genesis_and_subscribers_follow_it(
     live_node: DevNode,
 ) -> None:
-    """Two resets: three different genesis hashes; a new subscription hears the newest chain."""
+    """Two resets: three different genesis hashes; a new subscription hears the newest chain;
+    a reference to node.chain taken before follows the replacement."""
     node = live_node
+    chain = node.chain
     seen = {node.chain.genesis_hash}
     for _ in range(2):
         node.faults.inject("reset", seconds=0)
@@ -237,6 +239,7 @@ async def test_each_reset_gives_a_fresh_genesis_and_subscribers_follow_it(
         first = number_of(await ws.notification())
         second = number_of(await ws.notification())
     assert 1 <= first < second < 1000
+    assert chain.genesis_hash in seen and chain.generation == 2
 
 
 async def test_stop_during_a_long_restart_is_prompt() -> None:

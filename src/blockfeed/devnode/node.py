@@ -97,8 +97,6 @@ class DevNode:
             version=_version(),
             rng=self.fault_rng,
         )
-        self.chain_generation = 0
-        """How many times a ``reset`` fault replaced the chain."""
         self._header_json: dict[int, str] = {}
         self._used_ids: set[str] = set()
         self._connections: set[Connection] = set()
@@ -385,19 +383,15 @@ class DevNode:
 
     def _replace_chain(self, fault: ActiveFault) -> None:
         """Reset (F13): a new chain from ``start_block`` on another or the same genesis."""
-        self.chain_generation += 1
-        material = f"reset-{self.config.seed}-{self.chain_generation}".encode()
+        chain = self.chain
+        material = f"reset-{self.config.seed}-{chain.generation + 1}".encode()
         seed = int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")
         same_genesis = fault.options["genesis"] == "same"
-        self.chain = Chain(
+        chain.replace(
             seed=seed,
-            genesis_seed=self.chain.genesis_seed if same_genesis else seed,
+            genesis_seed=chain.genesis_seed if same_genesis else seed,
             start_block=fault.options["start_block"],
-            finality_lag=self.config.finality_lag,
-            finality_jumps=self.config.finality_jumps,
         )
-        for view in self.views.values():
-            view.chain = self.chain
         self._header_json.clear()
         self._lie_book.clear()
         self.stats.resets += 1
