@@ -139,3 +139,23 @@ def test_a_long_chain_stays_compact() -> None:
     stored += chain._index._values.itemsize * len(chain._index._values)
     assert stored < 100 * 30_000
     assert len(encode_header(chain.header_of(chain.best_number))) < 300
+
+
+@pytest.mark.parametrize("same_genesis", [True, False])
+def test_replace_starts_over_in_place(same_genesis: bool) -> None:
+    """replace(): numbering restarts at start_block, block 1 links to block 0, old hashes are
+    unknown, block 0 is kept only with the same genesis seed."""
+    chain = _chain()
+    for _ in range(5):
+        chain.tick()
+    old_genesis, old_head = chain.genesis_hash, chain.finalized_hash
+    chain.replace(seed=99, genesis_seed=1 if same_genesis else 99, start_block=1)
+    assert (chain.generation, chain.start_block, chain.finalized_number) == (1, 1, 1)
+    assert chain.best_number == 1 + chain.finality_lag
+    assert (chain.genesis_hash == old_genesis) is same_genesis
+    assert chain.number_of(old_head) is None
+    assert "0x" + chain.header_of(1).parent_hash.hex() == chain.genesis_hash
+    chain.tick()
+    assert "0x" + chain.header_of(chain.best_number).parent_hash.hex() == chain.hash_of(
+        chain.best_number - 1
+    )

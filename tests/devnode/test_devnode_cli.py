@@ -22,6 +22,7 @@ FLAGS = (
     "--host",
     "--port",
     "--block-time",
+    "--slot-duration",
     "--finality-lag",
     "--finality-jumps",
     "--start-block",
@@ -66,6 +67,8 @@ def test_help_explains_every_flag_and_fault() -> None:
         (["--log-level", "loud"], "--log-level must be one of"),
         (["--scenario", "/nonexistent/x.json"], "cannot read scenario"),
         (["--port", "-5"], "port"),
+        (["--slot-duration", "0"], "slot-duration"),
+        (["--slot-duration", "1e9"], "slot_duration_s must be a number from"),
     ],
 )
 def test_bad_flags_fail_cleanly(args: list[str], message: str) -> None:
@@ -87,7 +90,8 @@ def test_bad_scenario_file_is_rejected_up_front(tmp_path: Path) -> None:
 
 
 def test_runs_prints_urls_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    """A real process prints one line with the URLs, serves RPC and control, exits 0 on SIGINT."""
+    """A real process prints one line with the URLs (and the declared slot), serves RPC and
+    control, exits 0 on SIGINT."""
     scenario = tmp_path / "s.json"
     scenario.write_text(json.dumps([{"at": 0, "kind": "finality_halt", "seconds": 60}]))
     process = subprocess.Popen(
@@ -102,6 +106,8 @@ def test_runs_prints_urls_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             "0",
             "--block-time",
             "0.05",
+            "--slot-duration",
+            "3",
             "--log-level",
             "warning",
             "--tempo",
@@ -120,6 +126,7 @@ def test_runs_prints_urls_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if not line:
             pytest.fail(f"devnode exited early: {process.communicate(timeout=5)}")
         assert line.startswith("blockfeed devnode: ws ws://127.0.0.1:")
+        assert "declared slot 3000 ms" in line
         parts = dict(part.strip().split(" ", 1) for part in line.split("|")[:3])
         http_url = parts["http"].strip()
         control_url = parts["control"].strip().removesuffix("/faults")
@@ -127,6 +134,8 @@ def test_runs_prints_urls_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             rpc = {"jsonrpc": "2.0", "id": 1, "method": "system_health"}
             health = client.post(http_url, json=rpc)
             assert health.json()["result"]["peers"] == 8
+            slot = {**rpc, "method": "state_call", "params": ["AuraApi_slot_duration", "0x"]}
+            assert client.post(http_url, json=slot).json()["result"] == "0xb80b000000000000"
             deadline = time.monotonic() + 5
             while not client.get(f"{control_url}/faults").json()["faults"]:
                 assert time.monotonic() < deadline, "scenario step never injected"

@@ -25,12 +25,23 @@ DEMO = Path(__file__).parents[2] / "src" / "blockfeed" / "devnode" / "scenarios"
         ({"tempos": {1: 0}}, "tempo of netuid 1"),
         ({"tempos": {70000: 1}}, "tempos netuid"),
         ({"finality_lag": -1}, "finality_lag"),
+        ({"slot_duration_s": 0}, "slot_duration_s must be a number from 0.001"),
+        ({"slot_duration_s": float("nan")}, "slot_duration_s"),
+        ({"slot_duration_s": True}, "slot_duration_s"),
+        ({"slot_duration_s": "3"}, "slot_duration_s"),
     ],
 )
 def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
     """Bad config values raise ConfigError naming the field and the rule."""
     with pytest.raises(ConfigError, match=message):
         DevNodeConfig(**overrides)  # type: ignore[arg-type]
+
+
+def test_slot_duration_defaults_to_the_block_time_in_whole_ms() -> None:
+    """slot_duration_ms: the block time unless set; rounded to whole milliseconds, at least 1."""
+    assert DevNodeConfig(block_time_s=0.5).slot_duration_ms == 500
+    assert DevNodeConfig(block_time_s=0.5, slot_duration_s=3).slot_duration_ms == 3000
+    assert DevNodeConfig(slot_duration_s=0.0014).slot_duration_ms == 1
 
 
 def test_tempo_flag_parsing() -> None:

@@ -29,7 +29,7 @@ async def test_post_fault_returns_201_and_takes_effect(
     assert reply.status_code == 201
     fault = reply.json()
     assert fault["id"] == "f1" and fault["kind"] == "http_errors" and fault["class"] == "F6"
-    assert fault["options"] == {"status": 429, "hang": False}
+    assert fault["options"] == {"status": 429, "hang": False, "retry_after": None}
     assert 0 < fault["remaining_s"] <= 30
     async with httpx.AsyncClient(trust_env=False, timeout=WAIT_S) as client:
         assert (await client.post(node.http_url, json={})).status_code == 429

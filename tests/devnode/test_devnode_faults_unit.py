@@ -23,7 +23,7 @@ class FakeClock:
 
 
 def test_every_design_fault_class_has_a_kind() -> None:
-    """F1-F11 are all injectable, under the names the team uses."""
+    """F1-F11 and F13 are all injectable, under the names the team uses (F14 is a config)."""
     assert FAULT_KINDS == (
         "close",
         "restart",
@@ -31,13 +31,21 @@ def test_every_design_fault_class_has_a_kind() -> None:
         "sub_stall",
         "sub_error",
         "http_errors",
+        "rpc_errors",
         "finality_halt",
         "malformed",
         "disorder",
         "lie",
         "latency",
+        "reset",
     )
-    assert [FAULT_SPECS[k].fault_class for k in FAULT_KINDS] == [f"F{i}" for i in range(1, 12)]
+    classes = [FAULT_SPECS[k].fault_class for k in FAULT_KINDS]
+    assert classes == [
+        *(f"F{i}" for i in range(1, 7)),
+        "F6",
+        *(f"F{i}" for i in range(7, 12)),
+        "F13",
+    ]
 
 
 def test_unknown_kind_lists_valid_kinds() -> None:
@@ -60,6 +68,14 @@ def test_unknown_kind_lists_valid_kinds() -> None:
         ("http_errors", {"status": 200}, "must be from 400 to 599"),
         ("lie", {"blocks": 2.5}, "must be a whole number"),
         ("close", {"code": 1005}, "1005 is not allowed"),
+        ("reset", {"genesis": "old"}, "must be one of new, same"),
+        ("reset", {"start_block": 0}, "must be from 1 to"),
+        ("restart", {"flap": 1}, "must be true or false"),
+        ("http_errors", {"retry_after": -1}, "must be from 0 to 86400"),
+        ("http_errors", {"retry_after": "soon"}, "must be a number"),
+        ("rpc_errors", {"on": "udp"}, "must be one of ws, http, both"),
+        ("rpc_errors", {"rate": 2}, "must be from 0 to 1"),
+        ("rpc_errors", {"message": ""}, "must be a string of 1 to"),
     ],
 )
 def test_bad_options_are_explained(kind: str, options: dict[str, object], message: str) -> None:
@@ -82,6 +98,28 @@ def test_defaults_are_filled_and_lists_normalized() -> None:
     assert fault.options["kinds"] == ("garbage", "oversized")
     assert fault.to_dict(0)["options"]["kinds"] == ["garbage", "oversized"]
     assert FaultInjector().inject("close").seconds == 0.0
+
+
+def test_optional_retry_after_defaults_to_none_and_takes_null() -> None:
+    """retry_after is unset by default, accepts null (JSON) and a number; help shows "none"."""
+    assert FaultInjector().inject("http_errors").options["retry_after"] is None
+    assert FaultInjector().inject("http_errors", retry_after=None).options["retry_after"] is None
+    assert FaultInjector().inject("http_errors", retry_after=7).options["retry_after"] == 7
+    assert "retry_after=none (0..86400)" in fault_help()
+
+
+def test_new_kinds_default_options() -> None:
+    """reset defaults to a new genesis from block 1; rpc_errors to -32029 on both transports."""
+    reset = FaultInjector().inject("reset")
+    assert dict(reset.options) == {"genesis": "new", "start_block": 1, "flap": False}
+    assert reset.seconds == 1.0
+    errors = FaultInjector().inject("rpc_errors")
+    assert dict(errors.options) == {
+        "on": "both",
+        "code": -32029,
+        "message": "rate limit exceeded",
+        "rate": 1.0,
+    }
 
 
 def test_faults_expire_on_their_own_and_overlap() -> None:

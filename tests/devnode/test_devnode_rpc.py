@@ -172,6 +172,48 @@ async def test_state_call_without_runtime_api() -> None:
         assert tempo["result"] == "0x6801"
 
 
+async def test_state_call_aura_slot_duration_defaults_to_the_block_time(node: DevNode) -> None:
+    """AuraApi_slot_duration is SCALE u64 milliseconds of the block time (50 ms here), on both
+    transports."""
+    expected = "0x" + (50).to_bytes(8, "little").hex()
+    assert (await http_call(node.http_url, "state_call", ["AuraApi_slot_duration", "0x"]))[
+        "result"
+    ] == expected
+    async with ws_client(node.ws_url) as ws:
+        answer = await ws.call("state_call", ["AuraApi_slot_duration", "0x"])
+    assert answer["result"] == expected
+
+
+async def test_declared_slot_differs_from_the_real_pace() -> None:
+    """slot_duration_s=3 declares 3000 ms while blocks come every 50 ms; BABE is unknown, as on
+    an Aura chain."""
+    async with DevNode(make_config(slot_duration_s=3.0, runtime_api=False)) as node:
+        answer = await http_call(node.http_url, "state_call", ["AuraApi_slot_duration", "0x"])
+        assert bytes.fromhex(answer["result"][2:]) == (3000).to_bytes(8, "little")
+        babe = await http_call(node.http_url, "state_call", ["BabeApi_configuration", "0x"])
+    assert babe["error"] == {
+        "code": 4003,
+        "message": "Client error: Execution failed: Other: Exported method "
+        "BabeApi_configuration is not found",
+    }
+
+
+async def test_runtime_version_lists_the_apis(node: DevNode) -> None:
+    """state_getRuntimeVersion answers a subtensor-like version with Core and AuraApi ids."""
+    version = (await http_call(node.http_url, "state_getRuntimeVersion"))["result"]
+    assert version["specName"] == "node-subtensor"
+    assert isinstance(version["specVersion"], int) and version["specVersion"] > 0
+    apis = dict((api_id, api_version) for api_id, api_version in version["apis"])
+    assert apis["0xdf6acb689907609b"] >= 1  # Core
+    assert apis["0xdd718d5cc53262d4"] == 1  # AuraApi
+    at = await http_call(node.http_url, "state_getRuntimeVersion", ["0x" + "22" * 32])
+    assert at["error"]["code"] == 4003
+    async with ws_client(node.ws_url) as ws:
+        assert (await ws.call("chain_getRuntimeVersion"))["result"] == version
+        methods = (await ws.call("rpc_methods"))["result"]["methods"]
+    assert "state_getRuntimeVersion" in methods
+
+
 async def test_state_get_storage_tempo(node: DevNode) -> None:
     """Tempo(netuid) is SCALE u16 LE; unknown netuid or unknown key -> null."""
     async with ws_client(node.ws_url) as ws:

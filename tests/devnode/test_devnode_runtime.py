@@ -6,6 +6,7 @@ import pytest
 
 from blockfeed.devnode.runtime import (
     NEXT_EPOCH_API,
+    SLOT_DURATION_API,
     Runtime,
     RuntimeCallError,
     is_epoch_block,
@@ -68,3 +69,22 @@ def test_runtime_without_the_api_and_bad_input() -> None:
         without.call(NEXT_EPOCH_API, b"\x01\x00", at_block=1)
     with pytest.raises(RuntimeCallError, match="could not decode"):
         Runtime(tempos={}, runtime_api=True).call(NEXT_EPOCH_API, b"\x01", at_block=1)
+
+
+def test_slot_duration_is_u64_le_milliseconds_with_or_without_the_subnet_api() -> None:
+    """AuraApi_slot_duration: 8 bytes little-endian ms, also when SubnetInfoRuntimeApi is off."""
+    for runtime_api in (True, False):
+        runtime = Runtime(tempos={}, runtime_api=runtime_api, slot_duration_ms=12_000)
+        assert runtime.call(SLOT_DURATION_API, b"", at_block=1) == bytes.fromhex("e02e000000000000")
+    with pytest.raises(RuntimeCallError, match="Exported method BabeApi_configuration is not"):
+        runtime.call("BabeApi_configuration", b"", at_block=1)
+
+
+def test_runtime_version_lists_the_subnet_api_only_when_served() -> None:
+    """The API list has SubnetInfoRuntimeApi exactly when runtime_api is on."""
+    with_api = Runtime(tempos={}, runtime_api=True).version()["apis"]
+    without = Runtime(tempos={}, runtime_api=False).version()["apis"]
+    assert len(with_api) == len(without) + 1
+    assert {api_id for api_id, _ in with_api} - {api_id for api_id, _ in without} == {
+        "0x8375104b299b74c5"
+    }

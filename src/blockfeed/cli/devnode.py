@@ -20,6 +20,7 @@ from blockfeed.devnode.config import (
     DEFAULT_START_BLOCK,
     DEFAULT_TEMPOS,
     MIN_BLOCK_TIME_S,
+    MIN_SLOT_DURATION_S,
     DevNodeConfig,
     parse_tempo_flag,
 )
@@ -82,6 +83,16 @@ def devnode(
             help=f"Seconds between blocks (>= {MIN_BLOCK_TIME_S}; finney: 12).",
         ),
     ] = DEFAULT_BLOCK_TIME_S,
+    slot_duration: Annotated[
+        float | None,
+        typer.Option(
+            "--slot-duration",
+            metavar="SECONDS",
+            min=MIN_SLOT_DURATION_S,
+            help="Slot the runtime declares (AuraApi_slot_duration, whole ms); default: the "
+            "block time. Set it apart to model a runtime whose slot is not the real pace.",
+        ),
+    ] = None,
     finality_lag: Annotated[
         int,
         typer.Option(
@@ -153,6 +164,7 @@ def devnode(
             host=host,
             port=port,
             block_time_s=block_time,
+            slot_duration_s=slot_duration,
             finality_lag=finality_lag,
             finality_jumps=finality_jumps,
             start_block=start_block,
@@ -192,6 +204,8 @@ async def _serve(
         if steps:
             node.run_scenario(steps)
             parts.append(f"scenario {len(steps)} steps")
+        if config.slot_duration_s is not None:
+            parts.append(f"declared slot {config.slot_duration_ms} ms")
         typer.echo(
             f"blockfeed devnode: {' | '.join(parts)} | block {config.block_time_s:g}s, "
             f"finality lag {config.finality_lag}, start #{config.start_block} (Ctrl-C to stop)"

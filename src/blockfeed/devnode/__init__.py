@@ -13,9 +13,11 @@ What it serves, on ONE port for WebSocket and HTTP (like a real node on 9944):
   finalized subscription first gets the current finalized header), ``chain_getFinalizedHead``,
   ``chain_getHeader`` (hash or best; ``null`` if unknown), ``chain_getBlockHash`` (number, list
   of numbers, or best; ``null`` if unknown; 0 = the fixed genesis), ``system_health``,
-  ``system_chain``, ``rpc_methods``, ``state_call`` for
-  ``SubnetInfoRuntimeApi_get_next_epoch_start_block`` and ``state_getStorage`` for subtensor's
-  ``Tempo``; JSON-RPC batches on both transports and the standard error codes.
+  ``system_chain``, ``rpc_methods``, ``state_getRuntimeVersion``, ``state_call`` for
+  ``SubnetInfoRuntimeApi_get_next_epoch_start_block`` and ``AuraApi_slot_duration`` (the
+  declared slot, ``slot_duration_s``, may differ from the real pace: F14) and
+  ``state_getStorage`` for subtensor's ``Tempo``; JSON-RPC batches on both transports and the
+  standard error codes.
 
 Known simplifications (on purpose):
 
@@ -32,8 +34,11 @@ Known simplifications (on purpose):
 
 Faults (each for ``seconds``, overlapping freely; see ``FAULT_SPECS`` or
 ``blockfeed devnode --help`` for every option): ``close`` (F1), ``restart`` (F2), ``blackhole``
-(F3), ``sub_stall`` (F4), ``sub_error`` (F5), ``http_errors`` (F6), ``finality_halt`` (F7),
-``malformed`` (F8), ``disorder`` (F9), ``lie`` (F10), ``latency`` (F11). Unknown kinds or
+(F3), ``sub_stall`` (F4), ``sub_error`` (F5), ``http_errors`` and ``rpc_errors`` (F6),
+``finality_halt`` (F7), ``malformed`` (F8), ``disorder`` (F9), ``lie`` (F10), ``latency``
+(F11), ``reset`` (F13: the chain is replaced for good; the fault's seconds are only the
+downtime). While ``restart`` or ``reset`` holds nothing is served on any connection (or, with
+``flap``, WebSockets close after their handshake and HTTP answers 502). Unknown kinds or
 options raise :class:`InvalidFault` (a ``ValueError``) listing the valid ones. They can be driven
 from Python, from the control HTTP API (:mod:`blockfeed.devnode.control`) or from a scenario file
 (:mod:`blockfeed.devnode.scenario`; ``scenarios/demo.json`` ships for the demo).

@@ -7,6 +7,7 @@ subscription methods do not exist (``-32601``), as on a real node.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -100,9 +101,11 @@ class NodeApi:
         stats: DevNodeStats,
         chain_name: str,
         version: str,
+        rng: random.Random | None = None,
     ) -> None:
         self._runtime = runtime
         self._faults = faults
+        self._rng = rng or random.Random(0)
         self._stats = stats
         self._chain_name = chain_name
         self._version = version
@@ -114,6 +117,8 @@ class NodeApi:
             "chain_getFinalisedHead": self._get_finalized_head,
             "rpc_methods": self._rpc_methods,
             "state_call": self._state_call,
+            "state_getRuntimeVersion": self._runtime_version,
+            "chain_getRuntimeVersion": self._runtime_version,
             "state_getStorage": self._get_storage,
             "state_getStorageAt": self._get_storage,
             "system_chain": lambda _view, _args: self._chain_name,
@@ -129,6 +134,8 @@ class NodeApi:
             "state_call": ("name", "bytes", "hash"),
             "state_getStorage": ("key", "hash"),
             "state_getStorageAt": ("key", "hash"),
+            "state_getRuntimeVersion": ("at",),
+            "chain_getRuntimeVersion": ("at",),
         }
 
     def method_names(self) -> list[str]:
@@ -139,6 +146,7 @@ class NodeApi:
         self, method: str, params: Params, *, view: ChainView, host: SubscriptionHost | None
     ) -> Any:
         """Run ``method``; raises :class:`RpcFault` with the code a node would use."""
+        self._rate_limit(view.transport)
         if method in SUBSCRIBE_METHODS or method in UNSUBSCRIBE_METHODS:
             if host is None:
                 raise method_not_found()
@@ -149,6 +157,21 @@ class NodeApi:
             raise method_not_found()
         self._stats.requests[method] += 1
         return handler(view, bind_params(params, self._arity.get(method, ())))
+
+    def _rate_limit(self, transport: str) -> None:
+        """The ``rpc_errors`` fault: answer with its error instead (newest code, highest rate)."""
+        faults = [
+            fault
+            for fault in self._faults.active("rpc_errors")
+            if fault.options["on"] in (transport, "both")
+        ]
+        if not faults:
+            return
+        rate = max(fault.options["rate"] for fault in faults)
+        if rate < 1.0 and self._rng.random() >= rate:
+            return
+        self._stats.rpc_errors_sent += 1
+        raise RpcFault(faults[-1].options["code"], faults[-1].options["message"])
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -227,6 +250,11 @@ class NodeApi:
         except RuntimeCallError as exc:
             raise RpcFault(STATE_ERROR_CODE, f"Client error: {exc}") from None
         return "0x" + output.hex()
+
+    def _runtime_version(self, view: ChainView, args: list[Any]) -> Any:
+        (at,) = args
+        self._at_number(view, at)
+        return self._runtime.version()
 
     def _get_storage(self, view: ChainView, args: list[Any]) -> Any:
         key, at = args

@@ -2,7 +2,8 @@
 
 Sans-I/O: :meth:`Chain.tick` produces one block and maybe finalizes some; the asyncio node calls
 it on a timer. Everything is derived from ``seed``, so two nodes with the same config serve the
-same hashes.
+same hashes. :meth:`Chain.replace` starts it over in place as another chain (the ``reset``
+fault, F13), with another genesis or the same one.
 
 Memory: only the 32-byte hash of each block is stored (plus a compact hash->number index of
 ~24 bytes per block); headers are rebuilt on demand from the number, the parent's hash and the
@@ -138,14 +139,38 @@ class Chain:
     """The canonical (truthful) chain the node serves, lies aside."""
 
     def __init__(
-        self, *, seed: int, start_block: int, finality_lag: int, finality_jumps: float
+        self,
+        *,
+        seed: int,
+        start_block: int,
+        finality_lag: int,
+        finality_jumps: float,
+        genesis_seed: int | None = None,
     ) -> None:
-        self.seed = seed
-        self.start_block = start_block
         self.finality_lag = finality_lag
         self.finality_jumps = finality_jumps
+        self.generation = 0
+        """How many times :meth:`replace` started this chain over (``reset`` faults)."""
+        self._begin(seed, seed if genesis_seed is None else genesis_seed, start_block)
+
+    def replace(self, *, seed: int, genesis_seed: int, start_block: int) -> None:
+        """Start over as another chain, in place (holders of this object see the new one).
+
+        ``genesis_seed`` equal to the current one keeps block 0 (a dev chain restarted on the
+        same genesis); every later block differs as long as ``seed`` does.
+        """
+        self.generation += 1
+        self._begin(seed, genesis_seed, start_block)
+
+    def _begin(self, seed: int, genesis_seed: int, start_block: int) -> None:
+        self.seed = seed
+        self.genesis_seed = genesis_seed
+        """Block 0 comes from this seed; a chain restarted on the same genesis keeps it while
+        ``seed`` (every later block) changes."""
+        self.start_block = start_block
+        finality_lag = self.finality_lag
         self._rng = random.Random(f"finality-{seed}")
-        self._genesis = genesis_header(seed)
+        self._genesis = genesis_header(self.genesis_seed)
         self._genesis_hash = bytes.fromhex(block_hash(self._genesis)[2:])
         if start_block == 1:
             self._virtual_parent = self._genesis_hash
@@ -167,7 +192,7 @@ class Chain:
 
     @property
     def genesis_hash(self) -> str:
-        """``0x`` hash of block 0 (fixed for a given seed)."""
+        """``0x`` hash of block 0 (fixed for a given ``genesis_seed``)."""
         return "0x" + self._genesis_hash.hex()
 
     @property

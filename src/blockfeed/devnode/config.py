@@ -14,6 +14,9 @@ DEFAULT_PORT = 0
 """The Python API picks a free port by default; the CLI defaults to 9944 like a real node."""
 DEFAULT_BLOCK_TIME_S = 12.0
 MIN_BLOCK_TIME_S = 0.05
+MIN_SLOT_DURATION_S = 0.001
+"""Aura's slot duration is whole milliseconds on the wire."""
+MAX_SLOT_DURATION_S = 86_400.0
 DEFAULT_FINALITY_LAG = 2
 DEFAULT_FINALITY_JUMPS = 0.15
 DEFAULT_START_BLOCK = 6_940_000
@@ -52,6 +55,9 @@ class DevNodeConfig:
     """False: no timer; blocks appear only through ``DevNode.advance()`` (deterministic tests)."""
     chain_name: str = DEFAULT_CHAIN_NAME
     """What ``system_chain`` answers."""
+    slot_duration_s: float | None = None
+    """What the runtime declares (``AuraApi_slot_duration``); None: ``block_time_s``. Set it
+    apart from ``block_time_s`` to model a runtime whose declared slot is not the real pace."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tempos", _frozen_tempos(_check_tempos(self.tempos)))
@@ -67,6 +73,16 @@ class DevNodeConfig:
             raise ConfigError(
                 f"block_time_s must be a number >= {MIN_BLOCK_TIME_S}, got {self.block_time_s!r}"
             )
+        if self.slot_duration_s is not None and (
+            not isinstance(self.slot_duration_s, int | float)
+            or isinstance(self.slot_duration_s, bool)
+            or not math.isfinite(self.slot_duration_s)
+            or not MIN_SLOT_DURATION_S <= self.slot_duration_s <= MAX_SLOT_DURATION_S
+        ):
+            raise ConfigError(
+                f"slot_duration_s must be a number from {MIN_SLOT_DURATION_S} to "
+                f"{MAX_SLOT_DURATION_S:g} (unset: the block time), got {self.slot_duration_s!r}"
+            )
         _check_int("finality_lag", self.finality_lag, 0, 10_000)
         if (
             not isinstance(self.finality_jumps, int | float)
@@ -78,6 +94,12 @@ class DevNodeConfig:
             )
         _check_int("start_block", self.start_block, 1, MAX_BLOCK_NUMBER // 2)
         _check_int("seed", self.seed, -(1 << 63), (1 << 63) - 1)
+
+    @property
+    def slot_duration_ms(self) -> int:
+        """The declared Aura slot in whole milliseconds (at least 1)."""
+        seconds = self.block_time_s if self.slot_duration_s is None else self.slot_duration_s
+        return max(1, round(seconds * 1000))
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

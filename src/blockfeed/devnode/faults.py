@@ -33,6 +33,12 @@ MALFORMED_KINDS = (
 )
 DISORDER_KINDS = ("duplicate", "reorder", "skip")
 LIE_MODES = ("parent", "lag")
+RESET_GENESIS = ("new", "same")
+RATE_LIMIT_CODE = -32029
+RATE_LIMIT_MESSAGE = "rate limit exceeded"
+"""What ``rpc_errors`` answers by default: the code and text some hosted providers send with
+HTTP 200 (others use -32005 "limit exceeded" or -32016 "over rate limit"; set ``code``)."""
+MAX_RETRY_AFTER_S = 86_400
 SENDABLE_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
 """Close codes a close frame may carry (1004-1006 and 1015 are reserved)."""
 
@@ -59,10 +65,14 @@ class OptionSpec:
     high: float | None = None
     allowed: frozenset[int] | None = None
     """For ints: the only values accepted within low..high."""
+    nullable: bool = False
+    """``None`` (JSON ``null``) is accepted and means "not set"; shown as ``none``."""
 
     def describe(self) -> str:
         """``name=default`` plus allowed values, for help texts."""
-        if self.type is tuple:
+        if self.default is None:
+            default = "none"
+        elif self.type is tuple:
             default = ",".join(self.default)
         elif self.type is bool:
             default = "true" if self.default else "false"
@@ -79,6 +89,8 @@ class OptionSpec:
     def check(self, kind: str, value: Any) -> Any:
         """The validated (and normalized) value, or ``InvalidFault`` saying what is expected."""
         where = f"fault {kind!r} option {self.name!r}"
+        if value is None and self.nullable:
+            return None
         if self.type is bool:
             if not isinstance(value, bool):
                 raise InvalidFault(f"{where} must be true or false, got {value!r}")
@@ -148,6 +160,16 @@ def _on(help_text: str) -> OptionSpec:
     return OptionSpec("on", str, "both", help_text, choices=TRANSPORTS)
 
 
+def _flap(what: str) -> OptionSpec:
+    return OptionSpec(
+        "flap",
+        bool,
+        False,
+        f"while {what}, keep the port open as a proxy in front of a dead node does: every new "
+        "WebSocket is closed right after its handshake and HTTP requests get 502",
+    )
+
+
 FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType(
     {
         spec.kind: spec
@@ -181,10 +203,12 @@ FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType(
             FaultSpec(
                 "restart",
                 "F2",
-                "the node goes away: all sockets drop and connections are refused (listening "
-                "socket closed) until the fault ends, then it listens on the same port; the "
-                "chain keeps growing meanwhile",
+                "the node goes away: every socket drops (WebSocket and kept-alive HTTP alike), "
+                "connections are refused (listening socket closed) and nothing is served until "
+                "the fault ends, then it listens on the same port; the chain keeps growing "
+                "meanwhile",
                 5.0,
+                (_flap("down"),),
             ),
             FaultSpec(
                 "blackhole",
@@ -235,6 +259,31 @@ FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType(
                 (
                     OptionSpec("status", int, 503, "HTTP status to answer", low=400, high=599),
                     OptionSpec("hang", bool, False, "hang until the fault ends instead"),
+                    OptionSpec(
+                        "retry_after",
+                        int,
+                        None,
+                        "seconds sent in a Retry-After header (none: no header)",
+                        low=0,
+                        high=MAX_RETRY_AFTER_S,
+                        nullable=True,
+                    ),
+                ),
+            ),
+            FaultSpec(
+                "rpc_errors",
+                "F6",
+                "every JSON-RPC request (each one in a batch; not subscription notifications) "
+                "is answered with a JSON-RPC error, as a rate-limiting provider does (HTTP "
+                "status stays 200)",
+                5.0,
+                (
+                    _on("which transport answers errors"),
+                    OptionSpec(
+                        "code", int, RATE_LIMIT_CODE, "JSON-RPC error code", low=-32768, high=32767
+                    ),
+                    OptionSpec("message", str, RATE_LIMIT_MESSAGE, "error message"),
+                    OptionSpec("rate", float, 1.0, "share of requests answered so", low=0, high=1),
                 ),
             ),
             FaultSpec(
@@ -305,6 +354,33 @@ FAULT_SPECS: Mapping[str, FaultSpec] = MappingProxyType(
                 (
                     OptionSpec("delay_s", float, 0.5, "delay per message", low=0, high=60),
                     _on("which transport is slow"),
+                ),
+            ),
+            FaultSpec(
+                "reset",
+                "F13",
+                "the chain is replaced under the endpoint, as when a dev chain is restarted from "
+                "scratch: every socket drops, the node is down (as in restart) for the fault's "
+                "seconds, then serves the new chain; permanent: the old chain never comes back",
+                1.0,
+                (
+                    OptionSpec(
+                        "genesis",
+                        str,
+                        "new",
+                        "new: another genesis (every hash differs from block 0); same: the same "
+                        "block 0, every block after it differs",
+                        choices=RESET_GENESIS,
+                    ),
+                    OptionSpec(
+                        "start_block",
+                        int,
+                        1,
+                        "first block of the new chain (1: restarted from scratch)",
+                        low=1,
+                        high=(1 << 31) - 1,
+                    ),
+                    _flap("down"),
                 ),
             ),
         )

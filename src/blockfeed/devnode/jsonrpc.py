@@ -72,6 +72,27 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
 
 
+INVALID_METHOD = "(invalid)"
+
+
+def request_methods(raw: bytes | str) -> list[str]:
+    """The method of each request in one payload (``(invalid)`` for what is not a request).
+
+    Used to count what a client sent before any fault decides how (or whether) to answer.
+    """
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return [INVALID_METHOD]
+    items = message[:MAX_BATCH_LENGTH] if isinstance(message, list) else [message]
+    return [
+        item["method"]
+        if isinstance(item, dict) and isinstance(item.get("method"), str)
+        else INVALID_METHOD
+        for item in items
+    ] or [INVALID_METHOD]
+
+
 def handle_payload(raw: bytes | str, call: MethodCall) -> str | None:
     """Answer one JSON-RPC payload (single request or batch); None if nothing to send."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -28,6 +29,8 @@ REOPEN_RETRY_S = 0.2
 STOP_GRACE_S = 2.0
 HEADER_JSON_CACHE_SIZE = 256
 SUBSCRIPTION_ID_LENGTH = 16
+DOWN_KINDS = ("restart", "reset")
+"""Faults during which the node behind the port is down (refused, or ``flap``)."""
 
 _log = logging.getLogger("blockfeed.devnode")
 
@@ -50,9 +53,12 @@ class _Pulse:
         self._event = asyncio.Event()
 
     async def wait(self, timeout_s: float | None) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives as the event fires, which kept stop() waiting out a whole restart fault.
         event = self._event
         try:
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
         except TimeoutError:
             pass
 
@@ -74,17 +80,22 @@ class DevNode:
         self.fault_rng = random.Random(f"faults-{cfg.seed}")
         """Randomness for malformed/disorder choices (seeded: runs are reproducible)."""
         self._ids_rng = random.Random(f"subscription-ids-{cfg.seed}")
-        lie_book = LieBook()
+        self._lie_book = LieBook()
         self.views = {
-            transport: ChainView(self.chain, self.faults, transport, lie_book)
+            transport: ChainView(self.chain, self.faults, transport, self._lie_book)
             for transport in ("ws", "http")
         }
         self.api = NodeApi(
-            runtime=Runtime(tempos=cfg.tempos, runtime_api=cfg.runtime_api),
+            runtime=Runtime(
+                tempos=cfg.tempos,
+                runtime_api=cfg.runtime_api,
+                slot_duration_ms=cfg.slot_duration_ms,
+            ),
             faults=self.faults,
             stats=self.stats,
             chain_name=cfg.chain_name,
             version=_version(),
+            rng=self.fault_rng,
         )
         self._header_json: dict[int, str] = {}
         self._used_ids: set[str] = set()
@@ -287,6 +298,10 @@ class DevNode:
     # -- connections -----------------------------------------------------------------------------
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing():  # accepted just before the listening socket closed: a dead node
+            self.stats.connections_dropped += 1
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._client_tasks.add(task)
@@ -321,7 +336,10 @@ class DevNode:
             for connection in list(self._connections):
                 connection.abort(reset=fault.options["reset"], code=fault.options["code"])
         elif fault.kind == "restart":
-            self._go_down()
+            self._go_down(fault)
+        elif fault.kind == "reset":
+            self._replace_chain(fault)
+            self._go_down(fault)
 
     def _on_faults_changed(self) -> None:
         self.wake_waiters()
@@ -331,21 +349,62 @@ class DevNode:
         if self._fault_pulse is not None:
             self._fault_pulse.fire()
 
-    def _go_down(self) -> None:
-        """Restart fault: stop listening (connects are refused) and drop every socket."""
-        if self._server is not None:
+    def is_down(self) -> bool:
+        """True while a ``restart`` or ``reset`` fault holds: nothing is served on any socket."""
+        return any(self.faults.is_active(kind) for kind in DOWN_KINDS)
+
+    def refusing(self) -> bool:
+        """True while down without ``flap``: the port is closed and connects are refused."""
+        return any(
+            not fault.options["flap"] for kind in DOWN_KINDS for fault in self.faults.active(kind)
+        )
+
+    def flapping(self) -> bool:
+        """True while down behind a ``flap`` "proxy": WebSockets close at once, HTTP gets 502."""
+        return self.is_down() and not self.refusing()
+
+    def _go_down(self, fault: ActiveFault) -> None:
+        """Restart/reset: drop every socket (HTTP keep-alive too); unless ``flap``, stop
+        listening so connects are refused until the fault ends."""
+        if self._server is not None and fault.seconds > 0 and not fault.options["flap"]:
             self._server.close()
             self._server = None
             self.stats.restarts += 1
         for connection in list(self._connections):
             connection.abort()
-        if self._started and (self._reopen_task is None or self._reopen_task.done()):
+        if (
+            self._started
+            and self._server is None
+            and (self._reopen_task is None or self._reopen_task.done())
+        ):
             self._reopen_task = asyncio.get_running_loop().create_task(
                 self._come_back(), name="devnode-reopen"
             )
 
+    def _replace_chain(self, fault: ActiveFault) -> None:
+        """Reset (F13): a new chain from ``start_block`` on another or the same genesis."""
+        chain = self.chain
+        material = f"reset-{self.config.seed}-{chain.generation + 1}".encode()
+        seed = int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")
+        same_genesis = fault.options["genesis"] == "same"
+        chain.replace(
+            seed=seed,
+            genesis_seed=chain.genesis_seed if same_genesis else seed,
+            start_block=fault.options["start_block"],
+        )
+        self._header_json.clear()
+        self._lie_book.clear()
+        self.stats.resets += 1
+        _log.info(
+            "devnode chain replaced: genesis %s, best #%d",
+            self.chain.genesis_hash,
+            self.chain.best_number,
+        )
+        if self._chain_pulse is not None:
+            self._chain_pulse.fire()
+
     async def _come_back(self) -> None:
-        await self.wait_until(lambda: not self.faults.is_active("restart"))
+        await self.wait_until(lambda: not self.refusing())
         while not self._stopping:
             try:
                 self._server = await self._listen()

@@ -1,4 +1,8 @@
-"""The tiny slice of the subtensor runtime devnode answers: epoch start blocks and ``Tempo``.
+"""The tiny slice of the subtensor runtime devnode answers: epoch start blocks, ``Tempo``, the
+Aura slot duration and the runtime version.
+
+``AuraApi_slot_duration`` returns the configured slot as SCALE u64 milliseconds; it may differ
+from the pace blocks really come at (F14), as on test chains built with fast blocks.
 
 Epochs use subtensor's legacy rule as its code runs it: block ``b`` runs subnet ``netuid``'s
 epoch when ``blocks_until_next_epoch = tempo - (b + netuid + 1) % (tempo + 1)`` is 0, i.e.
@@ -11,11 +15,27 @@ its own table -- tempo 1, netuid 0: first epoch block 0; tempo 100, netuid 1: bl
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 from blockfeed.codec.twox import storage_prefix, twox64concat
 
 NEXT_EPOCH_API = "SubnetInfoRuntimeApi_get_next_epoch_start_block"
+SLOT_DURATION_API = "AuraApi_slot_duration"
+SPEC_NAME = "node-subtensor"
+SPEC_VERSION = 233
+"""A plausible subtensor ``spec_version`` (finney ran 2xx in 2025)."""
+RUNTIME_APIS: tuple[tuple[str, int], ...] = (
+    ("Core", 4),
+    ("Metadata", 2),
+    ("BlockBuilder", 6),
+    ("TaggedTransactionQueue", 3),
+    ("AuraApi", 1),
+    ("GrandpaApi", 3),
+)
+"""Runtime APIs a subtensor runtime declares (name, version); the ids are blake2b-64 of the
+name, as ``sp_api`` computes them."""
 TEMPO_PREFIX = storage_prefix("SubtensorModule", "Tempo")
 """``twox128("SubtensorModule") ++ twox128("Tempo")``."""
 STATE_ERROR_CODE = 4003
@@ -43,6 +63,11 @@ def next_epoch_block(after: int, *, netuid: int, tempo: int) -> int:
     return following + blocks_until_next_epoch(following, netuid=netuid, tempo=tempo)
 
 
+def api_id(name: str) -> str:
+    """A runtime API's id as ``state_getRuntimeVersion`` lists it: ``0x`` blake2b-64 of the name."""
+    return "0x" + hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
 def tempo_key(netuid: int) -> str:
     """``0x`` storage key of ``SubtensorModule::Tempo(netuid)``."""
     return "0x" + (TEMPO_PREFIX + twox64concat(netuid.to_bytes(2, "little"))).hex()
@@ -61,12 +86,31 @@ def read_tempo_key(key: bytes) -> int | None:
 class Runtime:
     """Answers ``state_call`` and ``state_getStorage`` from the configured tempos."""
 
-    def __init__(self, *, tempos: Mapping[int, int], runtime_api: bool) -> None:
+    def __init__(
+        self, *, tempos: Mapping[int, int], runtime_api: bool, slot_duration_ms: int = 12_000
+    ) -> None:
         self._tempos = dict(tempos)
         self._runtime_api = runtime_api
+        self._slot_duration_ms = slot_duration_ms
+
+    def version(self) -> dict[str, Any]:
+        """What ``state_getRuntimeVersion`` answers (the runtime API list included)."""
+        apis = [*RUNTIME_APIS, *((("SubnetInfoRuntimeApi", 1),) if self._runtime_api else ())]
+        return {
+            "specName": SPEC_NAME,
+            "implName": SPEC_NAME,
+            "authoringVersion": 1,
+            "specVersion": SPEC_VERSION,
+            "implVersion": 1,
+            "apis": [[api_id(name), version] for name, version in apis],
+            "transactionVersion": 1,
+            "stateVersion": 1,
+        }
 
     def call(self, name: str, data: bytes, *, at_block: int) -> bytes:
         """Execute runtime API ``name`` with SCALE input ``data`` at block ``at_block``."""
+        if name == SLOT_DURATION_API:
+            return self._slot_duration_ms.to_bytes(8, "little")
         if name != NEXT_EPOCH_API or not self._runtime_api:
             raise RuntimeCallError(f"Execution failed: Other: Exported method {name} is not found")
         if len(data) != 2:

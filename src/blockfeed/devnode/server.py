@@ -2,8 +2,8 @@
 
 Real nodes serve both on one port (9944); so does devnode. HTTP requests are answered one after
 another with keep-alive; an ``Upgrade: websocket`` request is handed to :class:`WsSession`.
-HTTP-side faults (blackhole with ``http``, ``http_errors``, ``malformed``, ``lie``, ``latency``)
-are applied here.
+HTTP-side faults (blackhole with ``http``, ``http_errors``, ``malformed``, ``lie``, ``latency``,
+and a down node: nothing, or 502 behind a ``flap`` proxy) are applied here.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from blockfeed.devnode.http import (
     read_request,
     text_response,
 )
-from blockfeed.devnode.jsonrpc import handle_payload
+from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
 from blockfeed.devnode.wsession import WsSession, reset_transport
 
 if TYPE_CHECKING:
     from blockfeed.devnode.node import DevNode
 
-RETRY_AFTER_S = 1
 _log = logging.getLogger("blockfeed.devnode")
 
 
@@ -77,6 +76,8 @@ class Connection:
                         return
                     body = await read_body(self._reader, request, self._writer)
                 except HttpProtocolError as exc:
+                    if self._node.refusing():  # a dead node answers nothing, not even 400
+                        return
                     self._writer.write(text_response(exc.status, str(exc)))
                     await self._writer.drain()
                     return
@@ -92,6 +93,13 @@ class Connection:
     async def _answer(self, request: HttpRequest, body: bytes) -> bool:
         """Answer one HTTP request; returns whether to keep the connection open."""
         keep_alive = request.keep_alive
+        node = self._node
+        if request.method == "POST":
+            node.stats.http_requests += 1
+            for method in request_methods(body):
+                node.stats.count_request("http", method)
+        if node.is_down():
+            return await self._answer_down(keep_alive)
         if request.method == "OPTIONS":
             self._writer.write(
                 encode_response(200, b"", keep_alive=keep_alive, extra_headers={"Allow": "POST"})
@@ -109,15 +117,14 @@ class Connection:
             )
             await self._writer.drain()
             return keep_alive
-        node = self._node
-        node.stats.http_requests += 1
         await node.wait_until(lambda: self.closed or not self._hung())
         if self.closed:
             return False
         errors = [f for f in node.faults.active("http_errors") if not f.options["hang"]]
         if errors:
             status = errors[-1].options["status"]
-            headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 429 else None
+            retry_after = errors[-1].options["retry_after"]
+            headers = None if retry_after is None else {"Retry-After": str(retry_after)}
             self._writer.write(
                 encode_response(
                     status,
@@ -152,6 +159,23 @@ class Connection:
         if self.closed:
             return False
         self._writer.write(encode_response(200, text.encode(), keep_alive=keep_alive))
+        await self._writer.drain()
+        return keep_alive
+
+    async def _answer_down(self, keep_alive: bool) -> bool:
+        """The node is down: a ``flap`` proxy answers 502; otherwise nothing is served."""
+        if not self._node.flapping():
+            self.abort()
+            return False
+        self._writer.write(
+            encode_response(
+                502,
+                b"devnode: bad gateway (the node behind this endpoint is down)",
+                content_type="text/plain; charset=utf-8",
+                keep_alive=keep_alive,
+            )
+        )
+        self._node.stats.down_answers += 1
         await self._writer.drain()
         return keep_alive
 

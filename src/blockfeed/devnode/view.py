@@ -32,6 +32,10 @@ class LieBook:
     def number_of(self, lie_hash: str) -> int | None:
         return self._numbers.get(lie_hash)
 
+    def clear(self) -> None:
+        """Forget every lie (the chain they were told about was replaced)."""
+        self._numbers.clear()
+
 
 def _coin(seed: int, number: int) -> float:
     """A deterministic value in [0, 1) per block, so a header lies consistently."""

@@ -25,7 +25,7 @@ from websockets.server import ServerProtocol
 
 from blockfeed.devnode.api import FINALIZED, NOTIFICATION_METHODS
 from blockfeed.devnode.http import HttpRequest
-from blockfeed.devnode.jsonrpc import handle_payload
+from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ MAX_INCOMING_MESSAGE_BYTES = 10 * 1024 * 1024
 MAX_PENDING_OUT_BYTES = 64 * 1024 * 1024
 """A client that lets this much pile up is dropped, as a node drops a slow subscriber."""
 CLOSE_FLUSH_TIMEOUT_S = 1.0
+FLAP_CLOSE_CODE = 1001
+"""Close code of a WebSocket that a ``flap`` proxy closes right after its handshake."""
 READ_CHUNK_BYTES = 65536
 
 _log = logging.getLogger("blockfeed.devnode")
@@ -118,6 +120,12 @@ class WsSession:
             flap = [f for f in self._node.faults.active("close") if f.options["flap"]]
             if flap:
                 self.abort(reset=flap[-1].options["reset"], code=flap[-1].options["code"])
+                return
+            if self._node.is_down():  # restart/reset: a proxy (flap) or a dying node
+                flapping = self._node.flapping()
+                if flapping:
+                    self._node.stats.down_answers += 1
+                self.abort(code=FLAP_CLOSE_CODE if flapping else None)
                 return
             await self._read_loop()
         finally:
@@ -215,6 +223,8 @@ class WsSession:
 
     def _on_message(self, message: bytes) -> None:
         node = self._node
+        for method in request_methods(message):
+            node.stats.count_request("ws", method)
         view = node.views["ws"]
         answer = handle_payload(
             message, lambda method, params: node.api.call(method, params, view=view, host=self)
