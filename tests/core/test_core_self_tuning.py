@@ -165,10 +165,11 @@ def _diverge(h: Harness, now: float, ep: str = "a") -> list[CheckChain]:
 def test_another_chain_on_the_only_endpoint_raises_chain_diverged_once() -> None:
     """F13: the node serves another genesis; one chain check, one chain_diverged event."""
     h = streaming_harness()
-    h.f.set_genesis("0x" + "11" * 32)
+    h.f.set_chain_identity("0x" + "11" * 32)
     checks = _diverge(h, 0.5)
     assert len(checks) == 1 and checks[0].number == START + 1
-    h.f.on_chain_check(checks[0], "0x" + "22" * 32, block_hash(OTHER[START + 1]), 0.6)
+    h.f.on_chain_check(checks[0], {0: "0x" + "22" * 32, 1: None,
+                                   START + 1: block_hash(OTHER[START + 1])}, 0.6)
     events = h.out().events
     diverged = [e for e in events if e.kind == "chain_diverged"]
     assert len(diverged) == 1 and diverged[0].reason.startswith("CHAIN DIVERGED")
@@ -181,17 +182,31 @@ def test_same_genesis_restarted_chain_is_told_by_the_hash_at_a_delivered_number(
     """F13 (same genesis, new history): another hash at the last delivered number diverges."""
     h = streaming_harness()
     genesis = "0x" + "11" * 32
-    h.f.set_genesis(genesis)
+    h.f.set_chain_identity(genesis, "0x" + "33" * 32)
     checks = _diverge(h, 0.5)
-    h.f.on_chain_check(checks[0], genesis, block_hash(OTHER[START + 1]), 0.6)
+    h.f.on_chain_check(checks[0], {0: genesis, 1: "0x" + "33" * 32,
+                                   START + 1: block_hash(OTHER[START + 1])}, 0.6)
     assert [e.kind for e in h.out().events].count("chain_diverged") == 1
+
+
+def test_a_chain_restarted_from_scratch_is_told_by_its_block_1() -> None:
+    """F13, same genesis, new chain still far below: another block #1 is proof enough."""
+    h = streaming_harness()
+    genesis = "0x" + "11" * 32
+    h.f.set_chain_identity(genesis, "0x" + "33" * 32)
+    h.f.on_ws_header(OTHER[START - 40], "a", 0.5)  # a finalized head far below the delivered
+    checks = [a for a in h.out().actions if isinstance(a, CheckChain)]
+    assert len(checks) == 1
+    h.f.on_chain_check(checks[0], {0: genesis, 1: "0x" + "44" * 32}, 0.6)
+    diverged = [e for e in h.out().events if e.kind == "chain_diverged"]
+    assert len(diverged) == 1 and "block #1" in diverged[0].reason
 
 
 def test_a_one_off_lie_is_not_a_divergence() -> None:
     """The endpoint still lists the delivered hash when asked: no chain_diverged."""
     h = streaming_harness()
     checks = _diverge(h, 0.5)
-    h.f.on_chain_check(checks[0], None, HASH[START + 1], 0.6)
+    h.f.on_chain_check(checks[0], {0: None, 1: None, START + 1: HASH[START + 1]}, 0.6)
     assert "chain_diverged" not in [e.kind for e in h.out().events]
     assert h.f.diverged is None
 
@@ -205,7 +220,7 @@ def test_divergence_needs_every_endpoint() -> None:
     h.ws(START + 1, 0.02)
     checks = _diverge(h, 0.5)
     assert checks
-    h.f.on_chain_check(checks[0], None, block_hash(OTHER[START + 1]), 0.6)
+    h.f.on_chain_check(checks[0], {START + 1: block_hash(OTHER[START + 1])}, 0.6)
     assert "chain_diverged" not in [e.kind for e in h.out().events]
     assert h.f.ranking["a"].is_quarantined(0.7) and h.f.diverged is None
     assert h.f.last == (START + 1, HASH[START + 1])

@@ -100,12 +100,12 @@ class FetchRange:
 
 @dataclass(frozen=True, slots=True)
 class CheckChain:
-    """Ask ``endpoint`` over HTTP which chain it serves: ``chain_getBlockHash([0, number])``.
+    """Ask ``endpoint`` over HTTP which chain it serves: ``chain_getBlockHash([0, 1, number])``.
 
     Asked when an endpoint contradicts the delivered chain (another hash at a delivered
     number, a block that does not link, a finalized head far below it). Report
-    ``on_chain_check(action, genesis_hash, hash_at_number)`` (either may be None when the
-    endpoint does not list it) or ``on_failure``.
+    ``on_chain_check(action, {0: hash, 1: hash, number: hash}, now)`` (None where the
+    endpoint lists nothing) or ``on_failure``.
     """
 
     endpoint: str

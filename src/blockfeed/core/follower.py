@@ -227,7 +227,11 @@ class Follower:
             rng=rng,
         )
         self._http_labels = dict(http_labels or {})
-        self._genesis = None if genesis_hash is None else genesis_hash.lower()
+        self._identity: dict[int, str] = {}
+        """Hashes of blocks 0 and 1 of the followed chain, when known: a chain restarted from
+        scratch with the same genesis still has another block #1."""
+        if genesis_hash is not None:
+            self._identity[0] = genesis_hash.lower()
         self._merge = Merge(anchor=anchor, start_number=start_number)
         if anchor is not None:
             self._ranking.best_number = anchor[0]
@@ -441,10 +445,12 @@ class Follower:
         self._note_interval(now, f"declared by {source}")
         self._step(now)
 
-    def set_genesis(self, genesis_hash: str) -> None:
-        """The chain's genesis hash became known (chain checks compare against it)."""
-        if self._genesis is None:
-            self._genesis = genesis_hash.lower()
+    def set_chain_identity(self, genesis_hash: str | None, first_hash: str | None = None) -> None:
+        """The hashes of blocks 0 and 1 of the followed chain became known: chain checks
+        compare against them (another genesis, or the same genesis restarted from scratch)."""
+        for number, value in ((0, genesis_hash), (1, first_hash)):
+            if value is not None and number not in self._identity:
+                self._identity[number] = value.lower()
 
     @property
     def numbering(self) -> int:
@@ -619,30 +625,32 @@ class Follower:
         self._step(now)
 
     def on_chain_check(
-        self, check: CheckChain, genesis_hash: str | None, hash_at: str | None, now: float
+        self, check: CheckChain, listed: dict[int, str | None], now: float
     ) -> None:
-        """Answer to a :class:`CheckChain`: which chain the endpoint serves.
+        """Answer to a :class:`CheckChain`: the hashes the endpoint lists by number.
 
-        Another genesis, or another hash at a delivered number, proves the endpoint serves
-        another chain (a replaced dev chain, a misconfigured proxy, a lie): it is quarantined
-        and recorded. Once every endpoint is in that state, ``chain_diverged`` is raised once.
-        An endpoint that agrees (or cannot tell: it does not list the number yet) is cleared.
+        Another hash at a number whose hash the follower knows (block 0, block 1, or a
+        delivered one) proves the endpoint serves another chain (a replaced dev chain, a
+        misconfigured proxy, a lie): it is quarantined and recorded. Once every endpoint is in
+        that state, ``chain_diverged`` is raised once. An endpoint that agrees (or cannot tell
+        yet: it does not list the number) is cleared.
         """
         ep = check.endpoint
         if self._chain_checks.get(ep) != check:
             return
         del self._chain_checks[ep]
         self._http_success(ep, None, now)
-        ours = self._known_hash(check.number)
-        genesis = None if genesis_hash is None else genesis_hash.lower()
-        theirs = None if hash_at is None else hash_at.lower()
         verdict: dict[str, object] | None = None
-        if self._genesis is not None and genesis is not None and genesis != self._genesis:
-            verdict = {"number": 0, "delivered_hash": self._genesis, "their_hash": genesis,
-                       "what": "another genesis"}
-        elif ours is not None and theirs is not None and theirs != ours:
-            verdict = {"number": check.number, "delivered_hash": ours, "their_hash": theirs,
-                       "what": f"another block #{check.number}"}
+        for number in sorted(listed):
+            theirs = listed[number]
+            ours = self._identity.get(number) or self._known_hash(number)
+            if ours is None or theirs is None or theirs.lower() == ours:
+                continue
+            what = {0: "another genesis", 1: "another block #1 (the chain was restarted)"}.get(
+                number, f"another block #{number}")
+            verdict = {"number": number, "delivered_hash": ours, "their_hash": theirs.lower(),
+                       "what": what}
+            break
         if verdict is None:
             self._contradictions.pop(ep, None)
             self._step(now)
@@ -654,10 +662,9 @@ class Follower:
                 f"{verdict['delivered_hash']})", now,
         )
         if self._diverged is None and set(self._contradictions) >= set(self._ranking.labels):
-            what = verdict["what"]
             reason = (
-                f"CHAIN DIVERGED: {ep} serves {what} ({verdict['their_hash']}) where the "
-                f"delivered chain has {verdict['delivered_hash']}, and no endpoint agrees with "
+                f"CHAIN DIVERGED: {ep} serves {verdict['what']} ({verdict['their_hash']}) where "
+                f"the followed chain has {verdict['delivered_hash']}, and no endpoint agrees with "
                 "the delivered chain; nothing more is delivered on it"
             )
             event = FeedEvent(kind="chain_diverged", at=now, reason=reason, endpoint=ep,
@@ -1274,7 +1281,8 @@ class Follower:
             if last is not None and rejection.number <= last[0] + 1:
                 # Another block at a delivered number, or one that does not link to the last:
                 # a lie, or another chain. Ask the endpoint which chain it serves.
-                self._suspect_chain(rejection.endpoint, now)
+                self._suspect_chain(rejection.endpoint, now,
+                                    at_most=min(rejection.number, last[0]))
         proof = self._ws_proof
         for block in blocks:
             self.blocks_by_source[str(block.source)] += 1
@@ -1327,7 +1335,7 @@ class Follower:
             if number is None and self._first_delivered is not None \
                     and self._first_delivered[0] <= at_most:
                 number = self._first_delivered[0]
-        if number is None and self._genesis is None:
+        if number is None and not self._identity:
             return  # nothing to compare with yet; its chain will reach a known number
         check = CheckChain(endpoint, self._next_seq(), -1 if number is None else number)
         self._chain_checks[endpoint] = check

@@ -580,21 +580,26 @@ class BlockFeed:
         self._diverged_handled = False
         follower.start(self._now())
         self._pump()
+        if self._tg is not None:
+            self._tg.create_task(self._learn_chain_facts(), name="blockfeed-chain-facts")
 
     async def _learn_chain_facts(self) -> None:
         """In the background: the runtime's declared slot duration (a better prior than a
         hint) and, without a store, the genesis hash (to tell another chain from a lagging
         node). Each endpoint is asked once; a node that cannot answer costs nothing more."""
+        identified = False
         for ep in self._endpoints:
             rpc = _WithTimeout(self._http[ep.label], self._http_timeout_s)
-            if self._genesis is None:
+            if not identified:
                 try:
-                    self._genesis = await methods.get_genesis_hash(rpc)
-                except (RpcError, MalformedFrame) as exc:
-                    logger.debug("genesis hash from %s: %s", ep.label, exc)
+                    genesis, first = await methods.get_block_hashes(rpc, [0, 1])
+                except (RpcError, MalformedFrame, ValueError) as exc:
+                    logger.debug("chain identity from %s: %s", ep.label, exc)
                 else:
+                    identified = genesis is not None
+                    self._genesis = self._genesis or genesis
                     if self._follower is not None:
-                        self._follower.set_genesis(self._genesis)
+                        self._follower.set_chain_identity(self._genesis, first)
             for api, engine in SLOT_DURATION_APIS:
                 try:
                     raw = await methods.state_call(rpc, api, "0x")
@@ -605,7 +610,7 @@ class BlockFeed:
                     self._call(functools.partial(
                         _set_prior, slot_ms / 1000, f"the runtime's {engine} slot duration"))
                     return
-            if self._genesis is not None:
+            if identified:
                 return
 
     async def _fetch_genesis(self) -> str:
@@ -698,16 +703,16 @@ class BlockFeed:
             tg.create_task(self._check_chain(action), name="blockfeed-chain-check")
 
     async def _check_chain(self, action: CheckChain) -> None:
-        """``chain_getBlockHash([0, number])`` over HTTP: which chain the endpoint serves."""
-        numbers = [0] if action.number < 0 else [0, action.number]
+        """``chain_getBlockHash([0, 1, number])`` over HTTP: which chain the endpoint serves."""
+        numbers = sorted({0, 1} | ({action.number} if action.number >= 0 else set()))
         try:
             rpc = _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
             hashes = await methods.get_block_hashes(rpc, numbers)
         except Exception as exc:
             self._request_failed(action, exc, "chain check")
             return
-        at = None if len(hashes) < 2 else hashes[1]
-        self._call(lambda now, f: f.on_chain_check(action, hashes[0], at, now))
+        listed = dict(zip(numbers, hashes, strict=True))
+        self._call(lambda now, f: f.on_chain_check(action, listed, now))
 
     def _fail(self, action: Action, exc: BaseException, *, lied: bool = False) -> None:
         status = getattr(exc, "status", None)
