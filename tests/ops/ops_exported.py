@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from blockfeed import BlockFeed
 from blockfeed.devnode import DevNode, DevNodeConfig
@@ -13,11 +13,12 @@ from blockfeed.gateway import create_app
 from blockfeed.sinks.redis import RedisPublisher
 
 WAIT_S = 60.0
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{|\s)")
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
 async def exported_sample_names() -> set[str]:
-    """Names of every sample in /metrics after a few blocks (histogram series included)."""
+    """Every series name /metrics declares after a few blocks: the samples present, and those a
+    declared family has once it counts something (a counter with nothing yet has no sample)."""
     async with DevNode(DevNodeConfig(block_time_s=0.05)) as node:
         feed = BlockFeed([node.ws_url], block_time_s=0.05)
         app = create_app(feed=feed, manage_feed=False)
@@ -31,4 +32,8 @@ async def exported_sample_names() -> set[str]:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
                 text = (await client.get("/metrics")).text
-    return {m.group(1) for line in text.splitlines() if (m := SAMPLE.match(line))}
+    names = set()
+    for family in text_string_to_metric_families(text):
+        names |= {sample.name for sample in family.samples}
+        names |= {family.name + suffix for suffix in SUFFIXES.get(family.type, ())}
+    return names
