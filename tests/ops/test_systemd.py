@@ -128,10 +128,14 @@ def test_unreadable_status_is_unhealthy() -> None:
 
 
 def test_status_text_redacts_the_endpoint() -> None:
-    """An API key in the socket's URL never reaches systemd's status line."""
-    text = describe(dataclasses.replace(STREAMING, endpoint=f"wss://node.example/ws/{KEY}"))
+    """An API key in the socket's URL or in an error never reaches systemd's status line."""
+    text = describe(dataclasses.replace(
+        STREAMING, endpoint=f"wss://node.example/ws/{KEY}",
+        error=f"block #9 from wss://user:{KEY}@other.example:443 does not extend the checkpoint",
+    ))
     assert KEY not in text
     assert "wss://node.example/ws/***" in text
+    assert "problem: block #9 from wss://***@other.example:443 does not extend" in text
 
 
 @pytest.mark.parametrize(

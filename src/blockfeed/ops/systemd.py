@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ DEFAULT_STATUS_TICK_S = 1.0
 DEFAULT_UNHEALTHY_AFTER_S = 60.0
 """How long the feed may report an error before the watchdog pings stop."""
 _STATUS_MAX_CHARS = 200
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s,;'\"]+", re.I)
 
 
 class SystemdNotifier:
@@ -125,8 +127,8 @@ def describe(status: StatusLike) -> str:
     if status.endpoint:
         parts.append(f"socket {redact_url(status.endpoint)}")
     error = getattr(status, "error", None)
-    if error:
-        parts.append(f"problem: {error}")
+    if error:  # errors name endpoints; mask any URL in them, as everywhere else
+        parts.append("problem: " + _URL.sub(lambda m: redact_url(m.group(0)), str(error)))
     text = " | ".join(parts).replace("\n", " ")
     return text[:_STATUS_MAX_CHARS]
 
