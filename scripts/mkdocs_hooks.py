@@ -50,3 +50,9 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     if MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, cli_reference_markdown())
+
+
+def on_page_content(html: str, page: Any, **_: Any) -> str:
+    """Docstrings mark code blocks the reStructuredText way (``Example::``); in the rendered API
+    reference the block is already code, so drop the stray ``::`` (keep one colon)."""
+    return html.replace("<p>::</p>", "").replace("::</p>", ":</p>")

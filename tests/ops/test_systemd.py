@@ -228,7 +228,7 @@ async def test_serve_under_fake_systemd(fake_systemd: tuple[socket.socket, str])
                 while not any(line == "READY=1" for _, line in got):
                     got += [(time.monotonic(), line) for line in await receive(sock)]
                 pings_after_ready = 0
-                while pings_after_ready < 4:
+                while pings_after_ready < 6:
                     lines = await receive(sock)
                     got += [(time.monotonic(), line) for line in lines]
                     pings_after_ready += lines.count("WATCHDOG=1")
@@ -248,5 +248,7 @@ async def test_serve_under_fake_systemd(fake_systemd: tuple[socket.socket, str])
     assert any(line.startswith("STATUS=streaming") for line in lines), lines
     pings = [at for at, line in got if line == "WATCHDOG=1"]
     gaps = [b - a for a, b in itertools.pairwise(pings)]
-    # Sent every 0.5 s; systemd's limit is 2 s. The bound leaves room for a loaded machine.
+    # Sent every 0.5 s: typically well under a second apart. systemd's limit is 2 s; the hard
+    # bound leaves room for a loaded machine.
+    assert sorted(gaps)[len(gaps) // 2] <= 1.0, gaps
     assert max(gaps) < 2.0, gaps
