@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses (redis-server, chromium) when missing.
+# Install the Debian packages the test suite uses (redis-server, chromium, prometheus for
+# promtool: the alert rules' unit tests) when missing.
 # Runs apt-get only when something is missing; needs root (CI and dev machines here are root).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

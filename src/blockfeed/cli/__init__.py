@@ -7,6 +7,8 @@ flags, help text and wiring in one short file.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+from typing import Annotated
 
 import typer
 
@@ -26,6 +28,33 @@ _COMMANDS: tuple[str, ...] = ("devnode", "serve", "demo", "watch", "consume")
 
 for _name in _COMMANDS:
     importlib.import_module(f"blockfeed.cli.{_name}").register(app)
+
+
+def package_version() -> str:
+    """The installed distribution's version ("unknown" when run from a tree never installed)."""
+    try:
+        return importlib.metadata.version("blockfeed")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"blockfeed {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """An unbreakable feed of finalized block headers for Substrate chains (Bittensor first)."""
 
 
 def main() -> None:

@@ -158,6 +158,7 @@ async def _run(settings: Settings) -> None:
     from blockfeed.gateway import create_app
     from blockfeed.gateway.runtime import build_feed, open_state_store
     from blockfeed.gateway.server import GatewayStartError, running_server, tune_gc_for_fanout
+    from blockfeed.ops.systemd import notify_service
 
     tune_gc_for_fanout()
 
@@ -180,7 +181,8 @@ async def _run(settings: Settings) -> None:
                     f"| network {settings.network} | following {endpoints} (Ctrl-C to stop)",
                     err=True,
                 )
-                await stop.wait()
+                async with notify_service(feed.status):  # sd_notify when run by systemd
+                    await stop.wait()
         except GatewayStartError as exc:
             raise ConfigError(str(exc)) from None
     finally:

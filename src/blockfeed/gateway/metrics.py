@@ -8,21 +8,31 @@ collide). Endpoint labels are redacted URLs (scheme, host, port), never keys.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from blockfeed.gateway.hub import SseHub
 from blockfeed.gateway.protocols import StatusLike
-from blockfeed.types import Mode
+from blockfeed.types import Block, FeedEvent, Mode
 from blockfeed.util.redact import redact_url
 
 PREFIX = "blockfeed"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+GAP_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 4, 8, 12, 15, 20, 30, 60, 120, 300)
+"""Buckets of the gap between consecutive blocks' arrivals, around Bittensor's 12 s blocks."""
 
 
 def _split_transition(key: str) -> tuple[str, str, str]:
@@ -67,6 +77,28 @@ class GatewayCollector(Collector):
         self._hub = hub
         self._alert_counts = alert_counts
         self._clock = clock
+        self._sinks: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        self._events: Counter[str] = Counter()
+        self._gap_counts = [0] * (len(GAP_BUCKETS_S) + 1)
+        self._gap_sum_s = 0.0
+        self._last_received_at: float | None = None
+
+    def add_sink(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
+        """Export a sink's ``status()`` (``lag_blocks``, ``connected``) under ``sink=name``."""
+        self._sinks[name] = status
+
+    def observe_event(self, event: FeedEvent) -> None:
+        """Feed event hook: count events by kind (``verification_failed`` means divergence)."""
+        self._events[event.kind] += 1
+
+    def observe_block(self, block: Block) -> None:
+        """Feed subscriber step: the gap since the previous block's arrival, into the histogram."""
+        previous, self._last_received_at = self._last_received_at, block.received_at
+        if previous is None:
+            return
+        gap = max(0.0, block.received_at - previous)
+        self._gap_counts[bisect.bisect_left(GAP_BUCKETS_S, gap)] += 1
+        self._gap_sum_s += gap
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
@@ -74,6 +106,7 @@ class GatewayCollector(Collector):
         yield from self._block_metrics(status)
         yield from self._connection_metrics(status)
         yield from self._client_metrics(status)
+        yield from self._ops_metrics(status)
         if self._alert_counts is not None:
             alerts = CounterMetricFamily(
                 f"{PREFIX}_alerts",
@@ -208,6 +241,60 @@ class GatewayCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_sse_connections", "SSE connections accepted",
             value=self._hub.connections_total,
+        )
+
+
+    def _ops_metrics(self, status: StatusLike) -> Iterator[Metric]:
+        """What the alert rules and the Grafana dashboard need beyond the status counters."""
+        yield GaugeMetricFamily(
+            f"{PREFIX}_feed_blocked",
+            "1 while the feed stopped or cannot deliver for a lasting reason (see /status)",
+            value=1.0 if getattr(status, "error", None) else 0.0,
+        )
+        events = CounterMetricFamily(
+            f"{PREFIX}_feed_events", "Feed events by kind since the gateway started",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self._events.items()):
+            events.add_metric([kind], count)
+        yield events
+        quarantined = GaugeMetricFamily(
+            f"{PREFIX}_endpoint_quarantined", "1 while the endpoint is quarantined",
+            labels=["endpoint"],
+        )
+        for index, entry in enumerate(status.endpoints):
+            if isinstance(entry, dict) and "quarantined" in entry:
+                quarantined.add_metric(
+                    [_endpoint_label(entry, index)], 1.0 if entry["quarantined"] else 0.0
+                )
+        yield quarantined
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_sink_lag_blocks", "Blocks delivered but not yet published by the sink",
+            labels=["sink"],
+        )
+        connected = GaugeMetricFamily(
+            f"{PREFIX}_sink_connected", "1 while the sink reaches its server", labels=["sink"]
+        )
+        for name, sink_status in sorted(self._sinks.items()):
+            try:
+                snapshot = sink_status()
+            except Exception:  # a broken sink must not break the scrape
+                continue
+            if isinstance(snapshot.get("lag_blocks"), int | float):
+                lag.add_metric([name], snapshot["lag_blocks"])
+            connected.add_metric([name], 1.0 if snapshot.get("connected") else 0.0)
+        yield lag
+        yield connected
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(GAP_BUCKETS_S, self._gap_counts, strict=False):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # le="12.0", as clients write
+        buckets.append(("+Inf", cumulative + self._gap_counts[-1]))
+        yield HistogramMetricFamily(
+            f"{PREFIX}_block_gap_seconds",
+            "Seconds between the arrivals of consecutive delivered blocks",
+            buckets=buckets, sum_value=self._gap_sum_s,
         )
 
 

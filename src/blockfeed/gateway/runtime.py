@@ -46,8 +46,9 @@ def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
 
 
 @asynccontextmanager
-async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIterator[None]:
-    """Publish every feed block to the configured Redis stream while the block runs."""
+async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIterator[Any]:
+    """Publish every feed block to the configured Redis stream while the block runs; yields the
+    publisher (its ``status()`` feeds /metrics)."""
     try:
         from blockfeed.sinks.redis import RedisPublisher
     except ImportError as exc:  # pragma: no cover - the sink ships with the package
@@ -58,4 +59,4 @@ async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIte
     )
     async with publisher:  # closing it unsubscribes and drains what it can
         publisher.attach(feed)
-        yield
+        yield publisher

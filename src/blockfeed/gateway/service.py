@@ -135,7 +135,8 @@ class Gateway:
         self.window = BlockWindow(self.hub, store)
         status = feed.status()
         self.timeline = ModeTimeline(initial_mode=status.mode, started_at=self.options.clock())
-        self._hooks = [self.events.append, self.timeline.observe, self.hub.publish_event]
+        self._hooks = [self.events.append, self.timeline.observe, self.hub.publish_event,
+                       self.collector.observe_event]
         if self.alerts is not None:
             self._hooks.append(self.alerts.on_event)
         feed.add_event_hook(self._on_event)
@@ -149,6 +150,7 @@ class Gateway:
         A burst (thousands of backfilled blocks after an outage) would otherwise fill every
         client's queue before any writer runs, and drop them all.
         """
+        self.collector.observe_block(block)
         try:
             self.hub.publish_block(block)
         except Exception:
@@ -234,9 +236,10 @@ def create_app(
                 stack.callback(run_store.close)
                 run_feed = runtime.build_feed(settings, store=run_store)
             if settings is not None and settings.redis_url:
-                await stack.enter_async_context(
+                publisher = await stack.enter_async_context(
                     runtime.redis_publisher(settings, run_feed, run_store)
                 )
+                gateway.collector.add_sink("redis", publisher.status)
             if gateway.feed is None:
                 gateway.attach(run_feed, run_store)
             stack.callback(gateway.detach)

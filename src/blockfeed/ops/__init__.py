@@ -1,0 +1,1 @@
+"""Running blockfeed as a service: systemd integration (``blockfeed.ops.systemd``)."""
