@@ -29,10 +29,11 @@ def write_toml(tmp_path: Path, text: str) -> Path:
 
 
 def test_defaults() -> None:
-    """With nothing given: finney's endpoint, loopback:8000, 12 s blocks, 360-block epochs."""
+    """With nothing given: finney's endpoint, loopback:8000, block time learned (no hint),
+    360-block epochs."""
     s = load_settings()
     assert s.resolved_endpoints() == [NETWORK_ENDPOINTS["finney"]]
-    assert (s.host, s.port, s.block_time_s, s.epoch_length) == ("127.0.0.1", 8000, 12.0, 360)
+    assert (s.host, s.port, s.block_time_s, s.epoch_length) == ("127.0.0.1", 8000, None, 360)
     assert s.admin_token is None and s.alert_webhooks == [] and s.redis_url is None
     assert s.ready_age_limit_s() == 60.0
     assert s.resolved_state().endswith("state.sqlite")
@@ -51,7 +52,7 @@ def test_precedence_flags_env_toml_defaults(
     assert s.port == 9003  # flag
     assert s.host == "127.0.0.2"  # env over TOML
     assert s.network == "test" and s.epoch_length == 99  # TOML over defaults
-    assert s.block_time_s == 12.0  # default
+    assert s.block_time_s is None  # default: learned from the chain
 
 
 def test_config_file_from_env_and_blockfeed_table(

@@ -33,6 +33,31 @@ PREFIX = "blockfeed"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GAP_BUCKETS_S: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2, 4, 8, 12, 15, 20, 30, 60, 120, 300)
 """Buckets of the gap between consecutive blocks' arrivals, around Bittensor's 12 s blocks."""
+HANDOVER_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+"""Buckets of ``delivered_at - received_at``: verification, backfill order, queueing."""
+
+
+class _Buckets:
+    """A fixed-bucket histogram kept by hand (the collector builds families at scrape time)."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(self._bounds, self._counts, strict=False):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # le="12.0", as clients write
+        buckets.append(("+Inf", cumulative + self._counts[-1]))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self._sum)
 
 
 def _split_transition(key: str) -> tuple[str, str, str]:
@@ -79,8 +104,8 @@ class GatewayCollector(Collector):
         self._clock = clock
         self._sinks: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._events: Counter[str] = Counter()
-        self._gap_counts = [0] * (len(GAP_BUCKETS_S) + 1)
-        self._gap_sum_s = 0.0
+        self._gaps = _Buckets(GAP_BUCKETS_S)
+        self._handovers = _Buckets(HANDOVER_BUCKETS_S)
         self._last_received_at: float | None = None
 
     def add_sink(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
@@ -92,13 +117,14 @@ class GatewayCollector(Collector):
         self._events[event.kind] += 1
 
     def observe_block(self, block: Block) -> None:
-        """Feed subscriber step: the gap since the previous block's arrival, into the histogram."""
+        """Feed subscriber step: the gap since the previous block's arrival, and the time from
+        receiving the block to handing it over (``delivered_at - received_at``)."""
+        if block.delivered_at is not None:
+            self._handovers.observe(max(0.0, block.delivered_at - block.received_at))
         previous, self._last_received_at = self._last_received_at, block.received_at
         if previous is None:
             return
-        gap = max(0.0, block.received_at - previous)
-        self._gap_counts[bisect.bisect_left(GAP_BUCKETS_S, gap)] += 1
-        self._gap_sum_s += gap
+        self._gaps.observe(max(0.0, block.received_at - previous))
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
@@ -164,7 +190,8 @@ class GatewayCollector(Collector):
                 value=status.last_block_age_s,
             )
         yield GaugeMetricFamily(
-            f"{PREFIX}_block_interval_seconds", "Observed block interval",
+            f"{PREFIX}_block_interval_seconds",
+            "Learned block time T (observed arrivals; the hint or declared slot before)",
             value=status.block_interval_s,
         )
 
@@ -285,17 +312,13 @@ class GatewayCollector(Collector):
             connected.add_metric([name], 1.0 if snapshot.get("connected") else 0.0)
         yield lag
         yield connected
-        buckets: list[tuple[str, float]] = []
-        cumulative = 0
-        for bound, count in zip(GAP_BUCKETS_S, self._gap_counts, strict=False):
-            cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))  # le="12.0", as clients write
-        buckets.append(("+Inf", cumulative + self._gap_counts[-1]))
-        yield HistogramMetricFamily(
+        yield self._gaps.family(
             f"{PREFIX}_block_gap_seconds",
-            "Seconds between the arrivals of consecutive delivered blocks",
-            buckets=buckets, sum_value=self._gap_sum_s,
-        )
+            "Seconds between the arrivals of consecutive delivered blocks")
+        yield self._handovers.family(
+            f"{PREFIX}_block_handover_seconds",
+            "Seconds from receiving a block to handing it to subscribers "
+            "(delivered_at - received_at)")
 
 
 def new_registry(collector: GatewayCollector) -> CollectorRegistry:
