@@ -934,9 +934,12 @@ class BlockFeed:
             self._save_wake.set()
 
     async def _catch_up(self, start: int, limit: int) -> list[Block]:
-        """Consecutive blocks from ``start`` for a subscriber that fell behind: the store's
-        window for saved ones, then memory (blocks not saved yet are all still held, since the
-        checkpoint waits for this subscriber)."""
+        """Consecutive, parent-linked blocks from ``start`` for a subscriber that fell behind:
+        the store's window for saved ones, then memory (blocks not saved yet are all still
+        held, since the checkpoint waits for this subscriber). The replay stops at the first
+        block that does not link to the one before it: like every delivery path, it never
+        hands out a block it could not verify (the subscriber's own link to the first block is
+        checked by the subscription)."""
         store = self._store
         if store is None:
             return []
@@ -955,6 +958,11 @@ class BlockFeed:
             if len(out) >= limit:
                 break
             out.extend(_consecutive_from(held, start + len(out), limit - len(out)))
+        for index in range(1, len(out)):
+            if out[index].parent_hash != out[index - 1].hash:
+                logger.error("replay for a lagging subscriber stops at #%d: it does not link to "
+                             "#%d (damaged state file?)", out[index].number, out[index - 1].number)
+                return out[:index]
         return out
 
     async def _run_callback(self, subscription: FeedSubscription, callback: BlockCallback) -> None:

@@ -81,6 +81,7 @@ class FeedSubscription:
         self._on_progress = on_progress
         self._in_hand: int | None = None
         self._last_handed: int | None = None
+        self._last_handed_hash: str | None = None
         self._owes_after_close: int | None = None
 
     @property
@@ -201,6 +202,7 @@ class FeedSubscription:
                 self.received += 1
                 block = self._queue.popleft()
                 self._in_hand = self._last_handed = block.number
+                self._last_handed_hash = block.hash
                 return block
             if self._behind_from is not None:
                 await self._refill(self._behind_from)
@@ -229,7 +231,11 @@ class FeedSubscription:
         blocks = await self._catch_up(start, self.maxsize)
         if self._behind_from != start:
             return  # cut off (or cancelled) while reading back
-        if not blocks or blocks[0].number != start:
+        linked = self._last_handed_hash is None or self._last_handed != start - 1 or (
+            bool(blocks) and blocks[0].parent_hash == self._last_handed_hash)
+        if not blocks or blocks[0].number != start or not linked:
+            # Nothing to replay, or a replay that does not extend what this subscriber was
+            # handed (a damaged store): never hand it out, the subscriber must resume.
             self._behind_from = None
             self._closed = True
             raise SubscriberLagged(start)
