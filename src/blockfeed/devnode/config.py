@@ -52,6 +52,9 @@ class DevNodeConfig:
     """False: no timer; blocks appear only through ``DevNode.advance()`` (deterministic tests)."""
     chain_name: str = DEFAULT_CHAIN_NAME
     """What ``system_chain`` answers."""
+    contents_fixture: str | None = None
+    """A recorded ``blocks.json`` (tests/fixtures/subtensor/): blocks get its real bodies,
+    events and metadata (``blockfeed.devnode.contents``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tempos", _frozen_tempos(_check_tempos(self.tempos)))

@@ -32,7 +32,7 @@ MALFORMED_KINDS = (
     "oversized",
 )
 DISORDER_KINDS = ("duplicate", "reorder", "skip")
-LIE_MODES = ("parent", "lag")
+LIE_MODES = ("parent", "lag", "body")  # body: devnode/contents.py alters served bodies
 SENDABLE_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1015), *range(3000, 5000)])
 """Close codes a close frame may carry (1004-1006 and 1015 are reserved)."""
 
