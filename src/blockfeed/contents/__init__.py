@@ -9,10 +9,10 @@ feed uses ("before delivering verified blocks, enrich them").
 
 from blockfeed.contents.decode import RuntimeDecoder, json_safe
 from blockfeed.contents.fetch import EVENTS_KEY, TIMESTAMP_KEY, ContentsFetcher
-from blockfeed.contents.filters import EventFilter
+from blockfeed.contents.filters import EventFilter, filtered_callback
 from blockfeed.contents.levels import ContentsLevel, parse_level
 from blockfeed.contents.metadata import MetadataCache
-from blockfeed.contents.stage import ContentsStage
+from blockfeed.contents.stage import ContentsStage, contents_stage
 from blockfeed.contents.verify import body_root_kind, check_events_against_body
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "RuntimeDecoder",
     "body_root_kind",
     "check_events_against_body",
+    "contents_stage",
+    "filtered_callback",
     "json_safe",
     "parse_level",
 ]

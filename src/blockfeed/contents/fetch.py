@@ -145,9 +145,10 @@ class ContentsFetcher:
         self._last_spec = last_spec
         for event in upgrades:
             self.upgrades += 1
-            logger.warning("RUNTIME UPGRADED | %s", event.reason)
             if self._on_event is not None:
-                self._on_event(event)
+                self._on_event(event)  # the feed logs it with its other events
+            else:
+                logger.warning("RUNTIME UPGRADED | %s", event.reason)
         return out
 
     async def _runtime(

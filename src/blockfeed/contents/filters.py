@@ -4,7 +4,8 @@ whole pallet as ``Pallet`` / ``Pallet.*``)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import inspect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from blockfeed.errors import ConfigError
@@ -47,3 +48,27 @@ class EventFilter:
         if block.events is None:
             return block
         return dataclasses.replace(block, events=[e for e in block.events if self.matches(e)])
+
+
+def filtered_callback(
+    callback: Callable[[Block], Any],
+    events: str | Iterable[str] | None,
+    *,
+    skip_empty: bool = False,
+) -> Callable[[Block], Any]:
+    """``callback`` seeing only the wanted events; with ``skip_empty`` a block with none of
+    them is not passed at all (it still counts as handled, so the checkpoint moves on)."""
+    if events is None:
+        return callback
+    wanted = EventFilter.parse(events)
+
+    async def call(block: Block) -> None:
+        narrowed = wanted.apply(block)
+        if skip_empty and not narrowed.events:
+            return
+        result = callback(narrowed)
+        if inspect.isawaitable(result):
+            await result
+
+    call.__name__ = str(getattr(callback, "__name__", "callback"))
+    return call

@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from blockfeed.contents.fetch import ContentsFetcher
+from blockfeed.contents.levels import ContentsLevel, parse_level
+from blockfeed.contents.metadata import MetadataCache
 from blockfeed.errors import BlockfeedError
 from blockfeed.rpc.methods import RpcCaller
-from blockfeed.types import Block
+from blockfeed.types import Block, FeedEvent
 
 logger = logging.getLogger("blockfeed.contents")
 
@@ -100,3 +102,21 @@ class ContentsStage:
             delay = random.uniform(0, min(self._retry_cap_s,
                                           self._retry_initial_s * 2**min(attempt, 30)))
             await self._sleep(delay)  # type: ignore[misc]
+
+
+def contents_stage(
+    level: str | ContentsLevel | None,
+    *,
+    store: object | None,
+    rpcs: Callable[[], Sequence[tuple[str, RpcCaller]]],
+    deliver: Callable[[list[Block]], None],
+    on_event: Callable[[FeedEvent], None],
+) -> ContentsStage | None:
+    """The stage a feed needs for ``contents=level`` (None for headers only): metadata cached
+    in ``store``'s file, upgrades reported through ``on_event``. Raises ConfigError on a bad
+    level, so a feed fails at construction, not at the first block."""
+    parsed = parse_level(level)
+    if parsed is ContentsLevel.HEADER:
+        return None
+    fetcher = ContentsFetcher(parsed, MetadataCache.for_store(store), on_event=on_event)
+    return ContentsStage(fetcher, rpcs, deliver)
