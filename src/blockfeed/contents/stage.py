@@ -5,7 +5,9 @@ instead of delivering it; one worker task takes everything queued so far (a back
 one long run, so it is fetched ``batch_blocks`` at a time), fetches the contents and hands the
 enriched blocks, in the same order, to ``deliver``. A block is never skipped and never delivered
 without its contents: on a failure the worker tries the next endpoint, then waits (exponential
-backoff with full jitter, capped) and tries again, for as long as it takes.
+backoff with full jitter, capped) and tries again, for as long as it takes. A body or events
+that fail verification are also reported as a ``verification_failed`` event naming the
+endpoint (``details["contents"]`` is True).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from blockfeed.contents.fetch import ContentsFetcher
 from blockfeed.contents.levels import ContentsLevel, parse_level
 from blockfeed.contents.metadata import MetadataCache
-from blockfeed.errors import BlockfeedError
+from blockfeed.errors import BlockfeedError, VerificationError
 from blockfeed.rpc.methods import RpcCaller
 from blockfeed.types import Block, FeedEvent
 
@@ -44,8 +47,10 @@ class ContentsStage:
         retry_initial_s: float = RETRY_INITIAL_S,
         retry_cap_s: float = RETRY_CAP_S,
         sleep: Callable[[float], object] = asyncio.sleep,
+        on_event: Callable[[FeedEvent], None] | None = None,
     ) -> None:
         self.fetcher = fetcher
+        self._on_event = on_event
         self._rpcs = rpcs
         self._deliver = deliver
         self._batch_blocks = max(1, batch_blocks)
@@ -92,6 +97,12 @@ class ContentsStage:
                         "contents of #%d..#%d from %s failed: %s",
                         batch[0].number, batch[-1].number, label, exc,
                     )
+                    if isinstance(exc, VerificationError) and self._on_event is not None:
+                        self._on_event(FeedEvent(
+                            kind="verification_failed", at=time.time(), endpoint=label,
+                            reason=f"contents of #{batch[0].number}..#{batch[-1].number}: {exc}",
+                            details={"contents": True, "first": batch[0].number,
+                                     "last": batch[-1].number}))
                     continue
                 if attempt:
                     logger.info("contents of #%d fetched after %d retries",
@@ -119,4 +130,4 @@ def contents_stage(
     if parsed is ContentsLevel.HEADER:
         return None
     fetcher = ContentsFetcher(parsed, MetadataCache.for_store(store), on_event=on_event)
-    return ContentsStage(fetcher, rpcs, deliver)
+    return ContentsStage(fetcher, rpcs, deliver, on_event=on_event)
