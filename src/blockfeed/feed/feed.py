@@ -58,6 +58,7 @@ from types import TracebackType
 from typing import Any
 
 from blockfeed.codec import header_from_json
+from blockfeed.contents import ContentsLevel, contents_stage, filtered_callback
 from blockfeed.core import (
     CloseSocket,
     Connect,
@@ -170,6 +171,7 @@ class BlockFeed:
         emoji: bool | None = None,
         log_blocks: bool = True,
         follower_config: FollowerConfig | None = None,
+        contents: str | ContentsLevel | None = None,
     ) -> None:
         """Timeouts left as None scale with ``block_time_s`` (socket open and HTTP requests:
         0.5 T within 1-10 s; pings: 1 T within 0.5-20 s; HTTP retry cap: 1 T within 1-10 s).
@@ -260,6 +262,11 @@ class BlockFeed:
         """Unix time minus loop time, fixed when the follower starts (stamps events)."""
         self._error: BaseException | None = None
         self._sub_counter = 0
+        # contents="timestamp"|"events"|"full": verified blocks are enriched before delivery.
+        self._contents = contents_stage(
+            contents, store=store, deliver=self._deliver, on_event=self._emit_event,
+            rpcs=lambda: [(ep.label, self._http[ep.label]) for ep in self._endpoints
+                          if ep.label in self._http])
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -281,15 +288,18 @@ class BlockFeed:
         return [ep.label for ep in self._endpoints]
 
     def subscribe(
-        self, callback: BlockCallback, *, name: str | None = None, maxsize: int | None = None
+        self, callback: BlockCallback, *, name: str | None = None, maxsize: int | None = None,
+        events: str | Sequence[str] | None = None, skip_empty: bool = False,
     ) -> FeedSubscription:
         """Call ``callback(block)`` (sync or async) for every block, in order, on its own queue.
 
         A block is acknowledged when the callback returns; a raising callback is logged and
         the block counts as handled. A callback that falls further behind than the feed keeps
         blocks for is stopped with an error log naming the block to resume from.
-        Returns the subscription; ``cancel()`` it to stop.
+        Returns the subscription; ``cancel()`` it to stop. ``events=["Pallet.Name", ...]``
+        passes only those events (``skip_empty``: and only blocks that have one).
         """
+        callback = filtered_callback(callback, events, skip_empty=skip_empty)
         label = name or str(getattr(callback, "__name__", "callback"))
         subscription = self._new_subscription(label, maxsize)
         self._callback_subs[subscription] = callback
@@ -482,6 +492,8 @@ class BlockFeed:
         self._ready.set()
         tg.create_task(self._timer_loop(), name="blockfeed-timer")
         tg.create_task(self._checkpoint_loop(), name="blockfeed-checkpoint")
+        if self._contents is not None:
+            tg.create_task(self._contents.run(), name="blockfeed-contents")
 
     async def _fetch_genesis(self) -> str:
         """The chain's genesis hash from any endpoint (HTTP), retried with backoff."""
@@ -536,7 +548,7 @@ class BlockFeed:
             self._emit_event(dataclasses.replace(event, at=event.at + self._wall_offset_s))
         blocks = follower.deliverable()
         if blocks:
-            self._deliver(blocks)
+            (self._contents.push if self._contents else self._deliver)(blocks)
         for action in follower.actions():
             self._execute(action)
         if self._wake is not None:
