@@ -72,6 +72,17 @@ class Block:
     delivered_at: float | None = field(default=None, compare=False)
     """Unix time (seconds) when the feed handed it to subscribers (None before that). The
     gap from ``received_at`` is delay too: backfill, verification, a slow consumer."""
+    # Contents (``BlockFeed(contents=...)``, see ``blockfeed.contents``); None when not fetched.
+    timestamp: int | None = field(default=None, compare=False)
+    """Unix time in ms from ``Timestamp.Now`` (level ``timestamp`` and up)."""
+    spec_version: int | None = field(default=None, compare=False)
+    """Spec version of the runtime that executed the block (level ``timestamp`` and up)."""
+    events: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    """Decoded events (level ``events`` and up): index, phase, extrinsic_index, pallet, name,
+    fields."""
+    extrinsics: list[dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    """Decoded extrinsics checked against ``extrinsics_root`` (level ``full``): index, pallet,
+    call, args, signed, signer (signed ones), hash."""
 
     def to_dict(self, *, epoch_length: int | None = None) -> dict[str, Any]:
         """JSON-ready dict (the ``--json`` line format)."""
@@ -89,6 +100,15 @@ class Block:
         if self.header is not None:
             out["state_root"] = "0x" + self.header.state_root.hex()
             out["extrinsics_root"] = "0x" + self.header.extrinsics_root.hex()
+        if self.spec_version is not None:
+            from blockfeed.contents.decode import json_safe  # no cost for header-only use
+
+            out["timestamp"] = self.timestamp
+            out["spec_version"] = self.spec_version
+            if self.events is not None:
+                out["events"] = json_safe(self.events)
+            if self.extrinsics is not None:
+                out["extrinsics"] = json_safe(self.extrinsics)
         return out
 
 
@@ -98,7 +118,8 @@ class FeedEvent:
 
     ``kind`` is one of: ``mode_changed``, ``disconnected``, ``recovered``, ``finality_stalled``,
     ``finality_resumed``, ``endpoint_quarantined``, ``reconnect``, ``trigger_failed``,
-    ``verification_failed``, ``unavailable``.
+    ``verification_failed``, ``unavailable``, ``runtime_upgraded`` (``details``: ``number``,
+    ``hash``, ``from_spec_version``, ``to_spec_version``).
 
     ``verification_failed``: a header contradicts the verified chain or itself. When it is the
     block right after a resume checkpoint, ``details`` has ``checkpoint`` (that number) and

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ import typer
 from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
+from blockfeed.contents import ContentsLevel, EventFilter, json_safe, parse_level
 from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError, StoreError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.store import CheckpointStore, open_store
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import Block, FeedEvent, Mode
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -82,6 +84,23 @@ class WatchOptions:
     epoch_length: int
     startup_timeout_s: float
     on_divergence: str = "exit"
+    contents: ContentsLevel = ContentsLevel.HEADER
+    events: EventFilter | None = None
+
+
+def contents_options(
+    contents: str | None, events: str | None
+) -> tuple[ContentsLevel, EventFilter | None]:
+    """``--contents`` and ``--events``: a filter needs events, so it implies ``--contents
+    events`` when no level is given and refuses a level without events."""
+    wanted = None if events is None else EventFilter.parse(events)
+    level = parse_level(contents)
+    if wanted is not None:
+        if contents is None:
+            level = ContentsLevel.EVENTS
+        elif level < ContentsLevel.EVENTS:
+            raise ConfigError(f"--events needs --contents events or full, not {level}")
+    return level, wanted
 
 
 def resolve_endpoints(endpoints: list[str] | None, network: str | None) -> list[str]:
@@ -116,6 +135,7 @@ async def _follow(
         on_divergence=options.on_divergence,
         log_blocks=False,
         startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
+        contents=options.contents,
     )
     printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
     stop = asyncio.Event()
@@ -145,7 +165,9 @@ async def _follow(
             if saved is None or block.number - saved > SAVE_BATCH_BLOCKS:
                 saved = await feed.save_checkpoint()  # bounds what a SIGKILL repeats
             first_block.set()
-            if not printer.write(block):
+            if options.events is not None:
+                block = options.events.apply(block)
+            if not printer.write(block) or not _write_events(out, block, options):
                 return  # stdout is gone: this block was not printed, it stays unacknowledged
             printed += 1
             last_printed[:] = [block.number]
@@ -196,6 +218,20 @@ async def _follow(
     return EXIT_OK
 
 
+def _write_events(out: TextIO, block: Block, options: WatchOptions) -> bool:
+    """Text mode with contents: one indented line per (matching) event after the block line."""
+    if options.json_lines or not block.events:
+        return True
+    try:
+        for event in block.events:
+            fields = json.dumps(json_safe(event["fields"]), separators=(",", ":"))
+            out.write(f"    {event['pallet']}.{event['name']} {fields}\n")
+        out.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        return False
+    return True
+
+
 def _no_block_message(feed: BlockFeed, options: WatchOptions) -> str:
     status = feed.status()
     where = ", ".join(feed.endpoints)
@@ -236,7 +272,8 @@ def watch(
         typer.Option(
             "--json",
             help="One JSON object per block on stdout: number, hash, parent_hash, source, "
-            "epoch, block_in_epoch, received_at (+ state_root, extrinsics_root).",
+            "epoch, block_in_epoch, received_at (+ state_root, extrinsics_root; + timestamp, "
+            "spec_version, events, extrinsics with --contents).",
         ),
     ] = False,
     count: Annotated[
@@ -299,6 +336,24 @@ def watch(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
     ] = False,
+    contents: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="Also fetch, verify and decode: header (default), timestamp (+ spec_version), "
+            "events, or full (events and extrinsics, checked against extrinsics_root).",
+            show_default=False,
+        ),
+    ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PALLET.NAME,...",
+            help="Only these events (e.g. SubtensorModule.WeightsSet,Balances.Transfer; a "
+            "bare pallet name keeps all of its events). Implies --contents events.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print every finalized block, in order, exactly once, with no gaps.
 
@@ -310,6 +365,8 @@ def watch(
       blockfeed watch
       blockfeed watch ws://127.0.0.1:9944 --json --count 10
       blockfeed watch --network test --state watch.sqlite --json | jq .number
+      blockfeed watch --contents full --json | jq '.events[] | .pallet + "." + .name'
+      blockfeed watch --events SubtensorModule.WeightsSet
     """
     # Imported here so `blockfeed --help` stays fast and serve's module is not a hard dependency.
     import logging
@@ -317,6 +374,7 @@ def watch(
     from blockfeed.cli.serve import configure_logging
 
     try:
+        level, wanted = contents_options(contents, events)
         options = WatchOptions(
             endpoints=resolve_endpoints(endpoints, network),
             json_lines=json_lines,
@@ -327,6 +385,8 @@ def watch(
             epoch_length=epoch_length,
             startup_timeout_s=startup_timeout,
             on_divergence=str(on_divergence),
+            contents=level,
+            events=wanted,
         )
     except ConfigError as exc:
         raise fail("watch", str(exc), EXIT_BAD_INPUT) from None

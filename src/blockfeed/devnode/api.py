@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from blockfeed.devnode.contents import DevNodeContents
 from blockfeed.devnode.faults import FaultInjector
 from blockfeed.devnode.jsonrpc import (
     Params,
@@ -102,6 +103,7 @@ class NodeApi:
         chain_name: str,
         version: str,
         rng: random.Random | None = None,
+        contents: DevNodeContents | None = None,
     ) -> None:
         self._runtime = runtime
         self._faults = faults
@@ -137,6 +139,10 @@ class NodeApi:
             "state_getRuntimeVersion": ("at",),
             "chain_getRuntimeVersion": ("at",),
         }
+        if contents is not None:  # real bodies, events, metadata (devnode/contents.py)
+            self._plain.update(contents.handlers(self._at_number, faults, self._get_storage))
+            self._arity.update({"chain_getBlock": ("hash",), "state_getMetadata": ("hash",),
+                                "state_getRuntimeVersion": ("hash",)})
 
     def method_names(self) -> list[str]:
         """Every method served over WebSocket (``rpc_methods``)."""

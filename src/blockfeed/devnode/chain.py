@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import random
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from blockfeed.codec import block_hash, encode_compact
@@ -48,13 +49,16 @@ def digest_logs(seed: int, number: int) -> tuple[bytes, ...]:
     return (pre_runtime, seal)
 
 
-def build_header(seed: int, number: int, parent_hash: bytes) -> Header:
-    """The header of ``number`` given its parent's hash (roots and digest from the seed)."""
+def build_header(
+    seed: int, number: int, parent_hash: bytes, extrinsics_root: bytes | None = None
+) -> Header:
+    """The header of ``number`` given its parent's hash (roots and digest from the seed, unless
+    the block has a real body: then its ``extrinsics_root``)."""
     return Header(
         parent_hash=parent_hash,
         number=number,
         state_root=_derive(seed, b"state", number),
-        extrinsics_root=_derive(seed, b"extrinsics", number),
+        extrinsics_root=extrinsics_root or _derive(seed, b"extrinsics", number),
         digest_logs=digest_logs(seed, number),
     )
 
@@ -146,7 +150,11 @@ class Chain:
         finality_lag: int,
         finality_jumps: float,
         genesis_seed: int | None = None,
+        body_root: Callable[[int], bytes] | None = None,
     ) -> None:
+        self.body_root = body_root
+        """Block number -> its body's extrinsics root (devnode/contents.py), when blocks have
+        bodies."""
         self.finality_lag = finality_lag
         self.finality_jumps = finality_jumps
         self.generation = 0
@@ -229,7 +237,7 @@ class Chain:
         """The canonical header of block ``number``; ``LookupError`` when not served."""
         if number == 0:
             return self._genesis
-        return build_header(self.seed, number, self._parent_of(number))
+        return build_header(self.seed, number, self._parent_of(number), self._body_root(number))
 
     def number_of(self, hash_hex_or_bytes: str | bytes) -> int | None:
         """The number of the block with this hash, or None when the chain does not have it."""
@@ -249,6 +257,9 @@ class Chain:
                 return self.start_block + position
         return None
 
+    def _body_root(self, number: int) -> bytes | None:
+        return None if self.body_root is None else self.body_root(number)
+
     def _parent_of(self, number: int) -> bytes:
         if not self.start_block <= number <= self.best_number:
             raise LookupError(
@@ -266,7 +277,8 @@ class Chain:
 
     def _append(self) -> int:
         number = self.start_block + len(self._hashes) // 32
-        header = build_header(self.seed, number, self._parent_for_new(number))
+        header = build_header(self.seed, number, self._parent_for_new(number),
+                              self._body_root(number))
         digest = bytes.fromhex(block_hash(header)[2:])
         self._index.add(digest, number - self.start_block)
         self._hashes += digest

@@ -58,6 +58,9 @@ class DevNodeConfig:
     slot_duration_s: float | None = None
     """What the runtime declares (``AuraApi_slot_duration``); None: ``block_time_s``. Set it
     apart from ``block_time_s`` to model a runtime whose declared slot is not the real pace."""
+    contents_fixture: str | None = None
+    """A recorded ``blocks.json`` (tests/fixtures/subtensor/): blocks get its real bodies,
+    events and metadata (``blockfeed.devnode.contents``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tempos", _frozen_tempos(_check_tempos(self.tempos)))

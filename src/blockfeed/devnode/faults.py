@@ -32,7 +32,7 @@ MALFORMED_KINDS = (
     "oversized",
 )
 DISORDER_KINDS = ("duplicate", "reorder", "skip")
-LIE_MODES = ("parent", "lag")
+LIE_MODES = ("parent", "lag", "body")  # body: devnode/contents.py alters served bodies
 RESET_GENESIS = ("new", "same")
 RATE_LIMIT_CODE = -32029
 RATE_LIMIT_MESSAGE = "rate limit exceeded"

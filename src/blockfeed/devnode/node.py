@@ -16,6 +16,7 @@ from typing import Any
 from blockfeed.devnode.api import FINALIZED, NEW_HEADS, NodeApi
 from blockfeed.devnode.chain import Chain, Tick
 from blockfeed.devnode.config import DevNodeConfig
+from blockfeed.devnode.contents import DevNodeContents
 from blockfeed.devnode.faults import ActiveFault, FaultInjector
 from blockfeed.devnode.http import MAX_HEAD_BYTES
 from blockfeed.devnode.runtime import Runtime
@@ -69,7 +70,10 @@ class DevNode:
     def __init__(self, config: DevNodeConfig | None = None) -> None:
         self.config = config or DevNodeConfig()
         cfg = self.config
+        self.contents = None if cfg.contents_fixture is None else DevNodeContents.load(
+            cfg.contents_fixture)
         self.chain = Chain(
+            body_root=None if self.contents is None else self.contents.extrinsics_root,
             seed=cfg.seed,
             start_block=cfg.start_block,
             finality_lag=cfg.finality_lag,
@@ -96,6 +100,7 @@ class DevNode:
             chain_name=cfg.chain_name,
             version=_version(),
             rng=self.fault_rng,
+            contents=self.contents,
         )
         self._header_json: dict[int, str] = {}
         self._used_ids: set[str] = set()

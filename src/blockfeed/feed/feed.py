@@ -58,6 +58,7 @@ from types import TracebackType
 from typing import Any
 
 from blockfeed.codec import header_from_json
+from blockfeed.contents import ContentsLevel, contents_stage, filtered_callback
 from blockfeed.core import (
     CheckChain,
     CloseSocket,
@@ -183,6 +184,7 @@ class BlockFeed:
         log_blocks: bool = True,
         follower_config: FollowerConfig | None = None,
         on_divergence: str = "exit",
+        contents: str | ContentsLevel | None = None,
     ) -> None:
         """``block_time_s`` is a hint (None: auto): the feed starts from the runtime's declared
         slot duration when the node answers, else the hint (else 12 s), and then follows the
@@ -289,6 +291,12 @@ class BlockFeed:
         self._genesis: str | None = None
         self._diverged_handled = False
 
+        # contents="timestamp"|"events"|"full": verified blocks are enriched before delivery.
+        self._contents = contents_stage(
+            contents, store=store, deliver=self._deliver, on_event=self._emit_event,
+            rpcs=lambda: [(ep.label, self._http[ep.label]) for ep in self._endpoints
+                          if ep.label in self._http])
+
     # ------------------------------------------------------------------ timeouts that follow T
 
     @property
@@ -337,15 +345,18 @@ class BlockFeed:
         return [ep.label for ep in self._endpoints]
 
     def subscribe(
-        self, callback: BlockCallback, *, name: str | None = None, maxsize: int | None = None
+        self, callback: BlockCallback, *, name: str | None = None, maxsize: int | None = None,
+        events: str | Sequence[str] | None = None, skip_empty: bool = False,
     ) -> FeedSubscription:
         """Call ``callback(block)`` (sync or async) for every block, in order, on its own queue.
 
         A block is acknowledged when the callback returns; a raising callback is logged and
         the block counts as handled. A callback that falls further behind than the feed keeps
         blocks for is stopped with an error log naming the block to resume from.
-        Returns the subscription; ``cancel()`` it to stop.
+        Returns the subscription; ``cancel()`` it to stop. ``events=["Pallet.Name", ...]``
+        passes only those events (``skip_empty``: and only blocks that have one).
         """
+        callback = filtered_callback(callback, events, skip_empty=skip_empty)
         label = name or str(getattr(callback, "__name__", "callback"))
         subscription = self._new_subscription(label, maxsize)
         self._callback_subs[subscription] = callback
@@ -532,6 +543,8 @@ class BlockFeed:
         tg.create_task(self._timer_loop(), name="blockfeed-timer")
         tg.create_task(self._checkpoint_loop(), name="blockfeed-checkpoint")
         tg.create_task(self._learn_chain_facts(), name="blockfeed-chain-facts")
+        if self._contents is not None:
+            tg.create_task(self._contents.run(), name="blockfeed-contents")
 
     def _new_follower(self, *, start_number: int | None, anchor: tuple[int, str] | None,
                       ) -> Follower:
@@ -670,7 +683,7 @@ class BlockFeed:
             return
         blocks = follower.deliverable()
         if blocks:
-            self._deliver(blocks)
+            (self._contents.push if self._contents else self._deliver)(blocks)
         for action in follower.actions():
             self._execute(action)
         if self._wake is not None:
