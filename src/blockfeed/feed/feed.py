@@ -82,6 +82,7 @@ from blockfeed.errors import (
     StoreError,
     VerificationError,
 )
+from blockfeed.feed.budget import RequestBudget
 from blockfeed.feed.endpoints import Endpoint, build_endpoints, network_url
 from blockfeed.feed.logs import FeedLog
 from blockfeed.feed.status import FeedStatus
@@ -290,6 +291,7 @@ class BlockFeed:
         self._sub_counter = 0
         self._genesis: str | None = None
         self._diverged_handled = False
+        self._budget = RequestBudget(lambda: self._block_interval_s, clock=time.monotonic)
 
         # contents="timestamp"|"events"|"full": verified blocks are enriched before delivery.
         self._contents = contents_stage(
@@ -427,6 +429,8 @@ class BlockFeed:
             subscribers=subscribers,
             recent_events=list(self._recent_events),
             requests=dict(follower.requests),
+            request_budget=self._budget.snapshot(),
+            block_time_prior_s=follower.block_time_prior_s,
             error=str(self._error) if self._error is not None else follower.blocked,
         )
 
@@ -720,6 +724,7 @@ class BlockFeed:
         numbers = sorted({0, 1} | ({action.number} if action.number >= 0 else set()))
         try:
             rpc = _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
+            await self._budget.acquire(action.endpoint)
             hashes = await methods.get_block_hashes(rpc, numbers)
         except Exception as exc:
             self._request_failed(action, exc, "chain check")
@@ -801,9 +806,11 @@ class BlockFeed:
         started = self._now()
         try:
             rpc = self._channel(action)
+            await self._budget.acquire(action.endpoint)
             head = await methods.get_finalized_head(rpc)
             header = None
             if head != action.known_hash:
+                await self._budget.acquire(action.endpoint)
                 header = await methods.get_header(rpc, head)
         except Exception as exc:  # never let a poll take the feed down
             self._request_failed(action, exc, "head read")
@@ -849,6 +856,7 @@ class BlockFeed:
         started = self._now()
         try:
             rpc = self._channel(action)
+            await self._budget.acquire(action.endpoint)
             hashes = await methods.get_block_hashes(rpc, range(action.start, action.end + 1))
             # Headers of the listed prefix (a vote may lack its first, link-only, number).
             skip = 1 if action.check_only_first and hashes and hashes[0] is None else 0
@@ -859,6 +867,7 @@ class BlockFeed:
                 known.append(listed)
             headers: list[Any] = [None] * skip
             if known:
+                await self._budget.acquire(action.endpoint)
                 headers += await methods.get_headers(rpc, known)
         except Exception as exc:
             self._request_failed(action, exc, "backfill")

@@ -36,6 +36,11 @@ class FeedStatus:
     recent_events: list[FeedEvent] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     """HTTP reads and socket attempts by purpose (``poll``, ``hedge``, ``probe``, ``range``...)."""
+    request_budget: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per endpoint: requests ``sent``, requests ``throttled`` by the budget (they waited),
+    ``tokens`` left (see :mod:`blockfeed.feed.budget`)."""
+    block_time_prior_s: float | None = None
+    """The block time assumed before observation: the hint, or the runtime's declared slot."""
     error: str | None = None
     """Set when the feed stopped because of an error (e.g. a StoreError), or while it cannot
     deliver for a known, lasting reason it keeps retrying (the next block is below every

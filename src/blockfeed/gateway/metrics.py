@@ -278,6 +278,31 @@ class GatewayCollector(Collector):
             "1 while the feed stopped or cannot deliver for a lasting reason (see /status)",
             value=1.0 if getattr(status, "error", None) else 0.0,
         )
+        budget = getattr(status, "request_budget", None) or {}
+        sent = CounterMetricFamily(
+            f"{PREFIX}_endpoint_requests", "Requests sent to each endpoint (request budget)",
+            labels=["endpoint"])
+        throttled = CounterMetricFamily(
+            f"{PREFIX}_endpoint_requests_throttled",
+            "Requests that waited for the endpoint's request budget (token bucket)",
+            labels=["endpoint"])
+        tokens = GaugeMetricFamily(
+            f"{PREFIX}_endpoint_request_tokens", "Requests an endpoint may still get at once",
+            labels=["endpoint"])
+        for label, entry in sorted(budget.items()):
+            name = redact_url(label) if "://" in label else label
+            sent.add_metric([name], entry.get("sent", 0))
+            throttled.add_metric([name], entry.get("throttled", 0))
+            tokens.add_metric([name], entry.get("tokens", 0))
+        yield sent
+        yield throttled
+        yield tokens
+        prior = getattr(status, "block_time_prior_s", None)
+        if prior is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_block_time_prior_seconds",
+                "Block time assumed before observation (hint or the runtime's declared slot)",
+                value=prior)
         events = CounterMetricFamily(
             f"{PREFIX}_feed_events", "Feed events by kind since the gateway started",
             labels=["kind"],
