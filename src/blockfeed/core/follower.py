@@ -1130,7 +1130,7 @@ class Follower:
             self._ws_request_failure(probe.endpoint, now, retry_after_s=retry_after_s)
         if probe.transport == "http":
             self._ranking.record_http_failure(probe.endpoint, now, retry_after_s=retry_after_s)
-            self._http_ok = False
+            self._http_ok = not self._http_all_failing()
             if self._sock in _OPEN_STATES and self._ws_activity_at <= sent_at:
                 # No verdict yet: the socket may only have a silent subscription. Ask the
                 # socket itself at once (HTTP now backs off, so the probe goes over it).
@@ -1485,10 +1485,15 @@ class Follower:
     ) -> float:
         """Back off ``endpoint``'s HTTP side; returns when it may be asked again."""
         retry_at = self._ranking.record_http_failure(endpoint, now, retry_after_s=retry_after_s)
-        self._http_ok = False
+        self._http_ok = not self._http_all_failing()
         self._refresh_mode(now, f"HTTP failing on {self._http_label(endpoint)}: {reason}",
                            kind="http_failed")
         return retry_at
+
+    def _http_all_failing(self) -> bool:
+        """True when no endpoint's HTTP side answered its last request: a dead alternate does
+        not make a feed whose primary answers "disconnected"."""
+        return all(self._ranking[ep].http_failures > 0 for ep in self._ranking.labels)
 
     def _ws_request_failure(
         self, endpoint: str, now: float, *, retry_after_s: float | None = None
