@@ -409,9 +409,11 @@ class CursorSink:
         return out
 
     def _written(self, batch: list[Block]) -> None:
+        """Note that the target holds ``batch`` (a sink may call this per block inside _write)."""
         now = self._clock()
-        self._counts["published"] += len(batch)
-        self._cursor = batch[-1].number
+        old = self._cursor
+        self._counts["published"] += sum(1 for b in batch if old is None or b.number > old)
+        self._cursor = batch[-1].number if old is None else max(old, batch[-1].number)
         while self._outbox and self._outbox[0].number <= self._cursor:
             queued = self._queued_at.pop(self._outbox.popleft().number, None)
             if queued is not None:
