@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -130,7 +131,7 @@ async def test_each_block_is_posted_once_in_order_with_a_valid_signature(
     assert numbers(receiver.accepted) == [b.number for b in chain]
     assert [b["hash"] for b in receiver.accepted] == [b.hash for b in chain]
     got = receiver.accepted
-    assert all(a["parent_hash"] == b["hash"] for b, a in zip(got, got[1:], strict=False))
+    assert all(a["parent_hash"] == b["hash"] for b, a in itertools.pairwise(got))
     assert receiver.bad_signatures == 0 and receiver.requests == 50
 
 
