@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite uses (redis-server, chromium) when missing.
+# Install the Debian packages the test suite uses (redis-server, chromium, postgresql,
+# nats-server) when missing.
 # Runs apt-get only when something is missing; needs root (CI and dev machines here are root).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Sink tests (tests/sinks) start their own PostgreSQL cluster and nats-server -js.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
