@@ -100,9 +100,18 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    sink: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="Also write every block to this sink, repeatable: redis://, postgresql://, "
+            "nats://, or https:// (signed webhook; secret in $BLOCKFEED_WEBHOOK_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
     redis: Annotated[
         str | None,
-        typer.Option(metavar="URL", help="Also publish every block to this Redis (redis://...)."),
+        typer.Option(metavar="URL", help="Same as --sink redis://... (kept for old scripts)."),
     ] = None,
     stream: Annotated[
         str | None,
@@ -133,6 +142,7 @@ def serve(
             state=state,
             alert_webhooks=alert_webhook,
             redis_url=redis,
+            sinks=sink,
             redis_stream=stream,
         )
     except ConfigError as exc:
