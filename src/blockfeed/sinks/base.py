@@ -319,9 +319,11 @@ class CursorSink:
             "last_error": self._last_error,
         }
 
-    def live_lags_s(self) -> list[float]:
-        """Seconds from ``publish()`` to the target confirming, for recent blocks (benchmarks)."""
-        return list(self._lags_s)
+    def take_live_lags_s(self) -> list[float]:
+        """Seconds from ``publish()`` to the target confirming, per block since the last call."""
+        lags = list(self._lags_s)
+        self._lags_s.clear()
+        return lags
 
     # -- the drain task --------------------------------------------------------------------
 

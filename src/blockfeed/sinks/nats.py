@@ -6,12 +6,12 @@ first publisher of a block wins; the server refuses the same subject from anyone
 10071, *wrong last sequence*), and the sink then reads the stored message back and compares
 hashes: the same block counts as a duplicate, a different hash is refused loudly.
 
-Speed: a batch is published pipelined (every publish of the batch in flight, acks taken in
-order), so catch-up is not bound by one round trip per block. Should one publish in
-a batch fail while later ones succeeded, the stream holds a later block before an earlier one
-for a moment; the sink resends from the first unconfirmed block (the later ones come back as
-duplicates), and :class:`NatsConsumer` restores number order (it reads the missing number by
-subject), so readers never see the disorder.
+Speed: a batch is published pipelined (every publish of the batch in flight on one inbox
+subscription, acks taken in order), so catch-up is not bound by one round trip per block.
+Should one publish in a batch fail while later ones succeeded, the stream holds a later block
+before an earlier one for a moment; the sink resends from the first unconfirmed block (the
+later ones come back as duplicates), and :class:`NatsConsumer` restores number order (it reads
+the missing number by subject), so readers never see the disorder.
 
 ``blockfeed consume nats://...`` reads with :class:`NatsConsumer`: in number order, each block
 checked against its header hash and its parent, from a given number or the newest.
@@ -159,6 +159,8 @@ class NatsSink(CursorSink):
         self._ack_timeout_s = ack_timeout_s
         self._nc: Any = None
         self._js: Any = None
+        self._inbox: str | None = None
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._counts["duplicates"] = 0
         self._transient = (OSError, TimeoutError, nats_errors.Error,
                            js_errors.NoStreamResponseError,
@@ -215,37 +217,57 @@ class NatsSink(CursorSink):
         return holes[0] if holes else top + 1
 
     async def _write(self, blocks: list[Block]) -> None:
-        # All publishes of the batch are in flight at once (tasks start, and so write to the
-        # socket, in order); results are then taken in order, so the cursor only moves over
-        # blocks confirmed with everything before them. (nats-py's publish_async is not used:
-        # its reply handler loses error replies such as "wrong last sequence".)
+        # Every publish of the batch goes out at once, each with its own reply subject under
+        # one inbox subscription; the acks are then taken in order, so the cursor only moves
+        # over blocks confirmed with everything before them. (nats-py's publish_async is not
+        # used: its reply handler loses error replies such as "wrong last sequence".)
         await self._check_parent(blocks[0])
-        tasks = [asyncio.ensure_future(self._publish(block)) for block in blocks]
+        futures = await self._publish_batch(blocks)
         try:
-            for index, (block, task) in enumerate(zip(blocks, tasks, strict=True)):
-                try:
-                    await task
-                except js_errors.APIError as exc:
-                    if exc.err_code != WRONG_LAST_SEQUENCE:
-                        raise SinkRefused(
-                            f"NATS stream {self.stream} refused block {block.number}: "
-                            f"{exc.description or exc}"
-                        ) from None
-                    await self._check_duplicate(block)
-                if index % 64 == 63 or index == len(blocks) - 1:
-                    self._written(blocks[: index + 1])
+            async with asyncio.timeout(self._ack_timeout_s):
+                for index, (block, future) in enumerate(zip(blocks, futures, strict=True)):
+                    reply = await future
+                    error = reply.get("error")
+                    if error is not None:
+                        if error.get("err_code") != WRONG_LAST_SEQUENCE:
+                            raise SinkRefused(
+                                f"NATS stream {self.stream} refused block {block.number}: "
+                                f"{error.get('description') or error}"
+                            )
+                        await self._check_duplicate(block)
+                    if index % 64 == 63 or index == len(blocks) - 1:
+                        self._written(blocks[: index + 1])
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._acks.clear()
 
-    async def _publish(self, block: Block) -> Any:
-        return await self._js.publish(
-            self.subject(block.number),
-            _payload(block),
-            timeout=self._ack_timeout_s,
-            headers=dict(EXPECT_NEW_SUBJECT),
-        )
+    async def _publish_batch(self, blocks: list[Block]) -> list[asyncio.Future[dict[str, Any]]]:
+        if self._inbox is None:
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for block in blocks:
+            token = f"{self._inbox}.{block.number}"
+            future: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._acks[token] = future
+            futures.append(future)
+            await self._nc.publish(self.subject(block.number), _payload(block), reply=token,
+                                   headers=dict(EXPECT_NEW_SUBJECT))  # fmt: skip
+        await self._nc.flush(timeout=self._ack_timeout_s)
+        return futures
+
+    async def _on_ack(self, msg: Any) -> None:
+        """A JetStream reply to one publish: resolve its future with the decoded JSON."""
+        future = self._acks.pop(msg.subject, None)
+        if future is None or future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            future.set_exception(js_errors.NoStreamResponseError())
+            return
+        try:
+            future.set_result(json.loads(msg.data))
+        except ValueError as exc:
+            future.set_exception(MalformedFrame(f"NATS replied with non-JSON: {exc}"))
 
     async def _check_parent(self, block: Block) -> None:
         """The stream's block before ``block`` (if any) must be its parent."""
@@ -277,7 +299,8 @@ class NatsSink(CursorSink):
         await self._nc.flush(timeout=self._ack_timeout_s)
 
     async def _disconnect(self) -> None:
-        nc, self._nc, self._js = self._nc, None, None
+        nc, self._nc, self._js, self._inbox = self._nc, None, None, None
+        self._acks.clear()
         if nc is not None:
             try:
                 await asyncio.wait_for(nc.close(), 5.0)
