@@ -8,6 +8,7 @@ skipped with the reason (``scripts/system-deps.sh`` installs them).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import uuid
 from collections.abc import Iterator
 
@@ -41,7 +42,9 @@ def pg_url(postgres: PostgresServer) -> str:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    # In a thread of its own: the fixture may be requested from inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result(timeout=30)
     return postgres.url(name)
 
 

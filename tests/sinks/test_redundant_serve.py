@@ -1,0 +1,142 @@
+"""Two real `blockfeed serve` processes on one sink, one SIGKILLed and restarted: the target
+ends up with every block once, consecutive, parent-linked and equal to the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats as nats_py
+import pytest
+
+from blockfeed.devnode import DevNode, DevNodeConfig
+from blockfeed.sinks.nats import NatsConsumer
+from blockfeed.sinks.redis_consumer import FROM_FIRST
+
+WAIT_S = 60.0
+BLOCK_TIME_S = 0.05
+
+
+async def start_serve(node_url: str, sink: str, state: Path, log: Path) -> Any:
+    env = {**os.environ, "BLOCKFEED_BLOCK_TIME_S": str(BLOCK_TIME_S), "NO_COLOR": "1"}
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "blockfeed", "serve", node_url, "--port", "0",
+            "--state", str(state), "--network", "local", "--sink", sink,
+            stdout=out, stderr=out, env=env,
+        )  # fmt: skip
+
+
+async def wait_ready(log: Path) -> None:
+    """Wait (bounded) until the process writing ``log`` says it serves (signals installed)."""
+
+    async def loop() -> None:
+        while "(dashboard)" not in log.read_text(errors="replace"):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(loop(), WAIT_S)
+
+
+async def pg_rows(url: str) -> list[tuple[int, str, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('blockfeed.blocks') IS NOT NULL"):
+            return []
+        rows = await conn.fetch(
+            "SELECT number, hash, parent_hash FROM blockfeed.blocks ORDER BY number"
+        )
+    finally:
+        await conn.close()
+    return [(r["number"], r["hash"], r["parent_hash"]) for r in rows]
+
+
+async def nats_count(url: str) -> int:
+    nc = await nats_py.connect(url)
+    try:
+        info = await nc.jetstream().stream_info("BLOCKFEED")
+        return int(info.state.messages)
+    except Exception:
+        return 0
+    finally:
+        await nc.close()
+
+
+async def nats_rows(url: str) -> list[tuple[int, str, str]]:
+    count = await nats_count(url)
+    rows: list[tuple[int, str, str]] = []
+    async for block in NatsConsumer(url, after=FROM_FIRST):
+        rows.append((block.number, block.hash, block.parent_hash))
+        if len(rows) == count:
+            break
+    return rows
+
+
+async def grows_by(count: Callable[[], Awaitable[int]], blocks: int) -> None:
+    """Wait (bounded) until the target holds ``blocks`` more blocks than now."""
+    target = await count() + blocks
+
+    async def loop() -> None:
+        while await count() < target:  # noqa: ASYNC110 - the rows come from other processes
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(loop(), WAIT_S)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "nats"])
+async def test_redundant_writers_with_one_killed_leave_the_exact_chain(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """SIGKILL of one of two serve processes mid-stream loses and repeats nothing."""
+    if kind == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+
+        async def count() -> int:
+            return len(await pg_rows(url))
+
+        read = pg_rows
+    else:
+        url = request.getfixturevalue("nats").url
+
+        async def count() -> int:
+            return await nats_count(url)
+
+        read = nats_rows
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b", "a2")}
+    procs: list[Any] = []
+    try:
+        async with DevNode(DevNodeConfig(block_time_s=BLOCK_TIME_S)) as node:
+            a = await start_serve(node.ws_url, url, tmp_path / "a.sqlite", logs["a"])
+            b = await start_serve(node.ws_url, url, tmp_path / "b.sqlite", logs["b"])
+            procs += [a, b]
+            await grows_by(count, 20)
+            a.send_signal(signal.SIGKILL)
+            await a.wait()
+            await grows_by(count, 20)  # b alone
+            a = await start_serve(node.ws_url, url, tmp_path / "a.sqlite", logs["a2"])
+            procs.append(a)
+            await wait_ready(logs["a2"])
+            await wait_ready(logs["b"])
+            await grows_by(count, 20)
+            for proc in (a, b):
+                proc.send_signal(signal.SIGTERM)
+            for proc, name in ((a, "a2"), (b, "b")):
+                code = await asyncio.wait_for(proc.wait(), WAIT_S)
+                assert code == 0, logs[name].read_text()[-3000:]
+            rows = await read(url)
+            expected = {n: node.chain.hash_of(n) for n, _, _ in rows}
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    numbers = [r[0] for r in rows]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "gap or repeat"
+    assert all(h == expected[n] for n, h, _ in rows), "a hash differs from the chain"
+    assert all(after[2] == before[1] for before, after in zip(rows, rows[1:], strict=False))
+    assert all("Traceback" not in log.read_text() for log in logs.values())
