@@ -4,6 +4,7 @@ ends up with every block once, consecutive, parent-linked and equal to the chain
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -37,7 +38,7 @@ async def wait_ready(log: Path) -> None:
     """Wait (bounded) until the process writing ``log`` says it serves (signals installed)."""
 
     async def loop() -> None:
-        while "(dashboard)" not in log.read_text(errors="replace"):  # noqa: ASYNC110
+        while "(dashboard)" not in log.read_text(errors="replace"):  # noqa: ASYNC110, ASYNC240
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(loop(), WAIT_S)
@@ -138,5 +139,5 @@ async def test_redundant_writers_with_one_killed_leave_the_exact_chain(
     numbers = [r[0] for r in rows]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "gap or repeat"
     assert all(h == expected[n] for n, h, _ in rows), "a hash differs from the chain"
-    assert all(after[2] == before[1] for before, after in zip(rows, rows[1:], strict=False))
+    assert all(after[2] == before[1] for before, after in itertools.pairwise(rows))
     assert all("Traceback" not in log.read_text() for log in logs.values())
