@@ -52,6 +52,8 @@ EXPECT_NEW_SUBJECT = {"Nats-Expected-Last-Subject-Sequence": "0"}
 SCHEMES = ("nats", "tls")
 GAP_PATIENCE_S = 10.0
 """How long the consumer waits for a number missing below a newer one before calling it a gap."""
+SETUP_PATIENCE_S = 30.0
+"""How long the consumer retries its start while JetStream answers with timeouts (elections)."""
 
 
 def split_servers(url: str) -> list[str]:
@@ -332,6 +334,7 @@ class NatsConsumer:
         allow_gaps: bool = False,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         gap_patience_s: float = GAP_PATIENCE_S,
+        setup_patience_s: float = SETUP_PATIENCE_S,
     ) -> None:
         self._servers = split_servers(url)
         self.url = redact_servers(url)
@@ -341,6 +344,7 @@ class NatsConsumer:
         self._allow_gaps = allow_gaps
         self._connect_timeout_s = connect_timeout_s
         self._gap_patience_s = gap_patience_s
+        self._setup_patience_s = setup_patience_s
         self.last_number: int | None = None
         self._last_hash: str | None = None
         self._gaps = 0
@@ -353,7 +357,15 @@ class NatsConsumer:
         nc = await _connect(self._servers, self._connect_timeout_s)
         js = nc.jetstream()
         try:
-            start_seq, expected = await self._start(js)
+            deadline = asyncio.get_running_loop().time() + self._setup_patience_s
+            while True:  # a cluster electing a new leader answers slowly for a few seconds
+                try:
+                    start_seq, expected = await self._start(js)
+                    break
+                except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
             config = (
                 js_api.ConsumerConfig(
                     deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
@@ -361,8 +373,15 @@ class NatsConsumer:
                 if start_seq
                 else js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.NEW)
             )
-            sub = await js.subscribe(f"{self.prefix}.>", stream=self.stream, ordered_consumer=True,
-                                     config=config)  # fmt: skip
+            while True:
+                try:
+                    sub = await js.subscribe(f"{self.prefix}.>", stream=self.stream,
+                                             ordered_consumer=True, config=config)  # fmt: skip
+                    break
+                except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
             try:
                 async for msg in sub.messages:
                     block = block_from_payload(msg.data, msg.subject)
