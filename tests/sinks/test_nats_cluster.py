@@ -25,8 +25,12 @@ def cluster() -> Iterator[list[NatsServer]]:
     store = Path(tempfile.mkdtemp(prefix="blockfeed-nats-cluster-"))
     ports = [free_port() for _ in range(3)]
     servers = [
-        NatsServer(name=f"n{i + 1}", store=store, cluster_port=port,
-                   routes=[p for p in ports if p != port])  # fmt: skip
+        NatsServer(
+            name=f"n{i + 1}",
+            store=store,
+            cluster_port=port,
+            routes=[p for p in ports if p != port],
+        )
         for i, port in enumerate(ports)
     ]
     try:
