@@ -77,3 +77,21 @@ def test_sink_urls_are_validated_and_redis_stays_a_synonym() -> None:
                              sinks=["postgresql://u:pw@db/x", "redis://r:6379/0"])  # fmt: skip
     assert settings.sink_urls() == ["postgresql://u:pw@db/x", "redis://r:6379/0"]
     assert "postgresql://u:pw@db/x" in settings.secret_urls()
+
+
+def test_serve_without_a_webhook_secret_stops_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`serve --sink https://...` without the secret exits 2: one line, no traceback, no token."""
+    from typer.testing import CliRunner
+
+    from blockfeed.cli import app as cli_app
+
+    monkeypatch.delenv("BLOCKFEED_WEBHOOK_SECRET", raising=False)
+    token = "tok_abcdefghijklmnopqrstuvwxyz"
+    args = ["serve", "ws://127.0.0.1:9", "--state", ":memory:",
+            "--sink", f"https://hooks.example/in/{token}"]  # fmt: skip
+    result = CliRunner().invoke(cli_app, args)
+    assert result.exit_code == 2
+    assert "BLOCKFEED_WEBHOOK_SECRET" in result.output
+    assert "Traceback" not in result.output and token not in result.output

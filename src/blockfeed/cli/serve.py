@@ -145,6 +145,9 @@ def serve(
             sinks=sink,
             redis_stream=stream,
         )
+        from blockfeed.gateway.runtime import check_sinks
+
+        check_sinks(settings)  # a missing webhook secret fails here, not inside uvicorn
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     configure_logging(settings.log_format)

@@ -45,6 +45,17 @@ def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
     )
 
 
+def check_sinks(settings: Settings) -> None:
+    """Build every configured sink once (no I/O) so bad sink settings fail before anything runs.
+
+    Raises :class:`ConfigError` (a missing webhook secret, a bad stream name, ...).
+    """
+    from blockfeed.sinks import open_sink
+
+    for url in settings.sink_urls():
+        open_sink(url, redis_stream=settings.redis_stream, redis_maxlen=settings.redis_maxlen)
+
+
 @asynccontextmanager
 async def running_sinks(settings: Settings, feed: Any, store: Any) -> AsyncIterator[list[Any]]:
     """Run every configured sink (``--sink``, ``--redis``) on ``feed`` while the block runs.
