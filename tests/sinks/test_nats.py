@@ -15,6 +15,8 @@ from blockfeed.errors import ConfigError, VerificationError
 from blockfeed.sinks.nats import NatsConsumer, NatsSink, split_servers
 from blockfeed.types import Block
 
+pytestmark = pytest.mark.sinks
+
 WAIT_S = 30.0
 
 

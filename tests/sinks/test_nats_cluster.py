@@ -15,6 +15,8 @@ from sink_servers import NatsServer, free_port, nats_binary
 from blockfeed.sinks.nats import NatsConsumer, NatsSink
 from blockfeed.sinks.redis_consumer import FROM_FIRST
 
+pytestmark = pytest.mark.sinks
+
 WAIT_S = 60.0
 
 

@@ -19,6 +19,8 @@ from blockfeed.errors import ConfigError
 from blockfeed.sinks.base import Sink
 from blockfeed.sinks.postgres import MIGRATIONS, PostgresSink, migrate
 
+pytestmark = pytest.mark.sinks
+
 WAIT_S = 30.0
 
 

@@ -20,6 +20,8 @@ from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.sinks.nats import NatsConsumer
 from blockfeed.sinks.redis_consumer import FROM_FIRST
 
+pytestmark = pytest.mark.sinks
+
 WAIT_S = 60.0
 BLOCK_TIME_S = 0.05
 

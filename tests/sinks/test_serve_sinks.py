@@ -17,6 +17,8 @@ from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.errors import ConfigError
 from blockfeed.gateway import create_app
 
+pytestmark = pytest.mark.sinks
+
 PASSWORD = "pg-pass-not-to-be-shown"
 
 
