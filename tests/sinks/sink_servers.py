@@ -92,7 +92,7 @@ class PostgresServer:
             subprocess.run(
                 [str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.USER, "-A",
                  "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir,
                 timeout=START_TIMEOUT_S, **self._user(),
             )  # fmt: skip
         options = ["-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
@@ -105,7 +105,7 @@ class PostgresServer:
             os.chown(self.log, NOBODY, NOBODY)
         self._proc = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), *options],
-            stdout=logfile, stderr=subprocess.STDOUT, **self._user(),
+            stdout=logfile, stderr=subprocess.STDOUT, cwd=self.dir, **self._user(),
         )  # fmt: skip
         logfile.close()
         deadline = time.monotonic() + START_TIMEOUT_S
