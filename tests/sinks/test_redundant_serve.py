@@ -1,5 +1,6 @@
-"""Two real `blockfeed serve` processes on one sink, one SIGKILLed and restarted: the target
-ends up with every block once, consecutive, parent-linked and equal to the chain."""
+"""Real `blockfeed serve` processes: two on one PostgreSQL / NATS sink with one SIGKILLed and
+restarted leave every block once, consecutive, parent-linked and equal to the chain; a webhook
+receiver sees each block once, in order, signed, across its own outage and a SIGKILLed serve."""
 
 from __future__ import annotations
 
@@ -143,3 +144,52 @@ async def test_redundant_writers_with_one_killed_leave_the_exact_chain(
     assert all(h == expected[n] for n, h, _ in rows), "a hash differs from the chain"
     assert all(after[2] == before[1] for before, after in itertools.pairwise(rows))
     assert all("Traceback" not in log.read_text() for log in logs.values())
+
+
+async def test_webhook_receiver_sees_each_block_once_across_its_outage_and_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed POSTs reach the receiver in order, once each, across 503s and a SIGKILLed serve."""
+    from webhook_receiver import SECRET, Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    monkeypatch.setenv("BLOCKFEED_WEBHOOK_SECRET", SECRET.decode())  # serve inherits it
+    logs = {name: tmp_path / f"{name}.log" for name in ("first", "second")}
+    procs: list[Any] = []
+    try:
+        async with DevNode(DevNodeConfig(block_time_s=BLOCK_TIME_S)) as node:
+            state = tmp_path / "state.sqlite"
+            first = await start_serve(node.ws_url, receiver.url, state, logs["first"])
+            procs.append(first)
+            await receiver.wait_for(10)
+            receiver.fail_with = 503  # the receiver is down for a while
+            refused_from = receiver.requests
+
+            async def refusals() -> None:
+                while receiver.requests < refused_from + 5:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(refusals(), WAIT_S)
+            receiver.fail_with = None
+            await receiver.wait_for(len(receiver.accepted) + 10)
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+            second = await start_serve(node.ws_url, receiver.url, state, logs["second"])
+            procs.append(second)
+            await wait_ready(logs["second"])
+            await receiver.wait_for(len(receiver.accepted) + 15)
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), WAIT_S) == 0
+            accepted = list(receiver.accepted)
+            expected = {b["number"]: node.chain.hash_of(b["number"]) for b in accepted}
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        await receiver.stop()
+    numbers = [b["number"] for b in accepted]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "gap or repeat"
+    assert all(b["hash"] == expected[b["number"]] for b in accepted)
+    assert receiver.bad_signatures == 0
