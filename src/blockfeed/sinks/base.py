@@ -224,8 +224,7 @@ class CursorSink:
         """Subscribe to ``feed``: every block it delivers is published. Returns the subscription."""
         if self._subscription is not None:
             raise RuntimeError(f"this {type(self).__name__} is already attached to a feed")
-        self._subscription = feed.subscribe(self.publish, name=f"sink-{self.kind}",
-                                            maxsize=maxsize)  # fmt: skip
+        self._subscription = feed.subscribe(self.publish, name=f"sink-{self.kind}", maxsize=maxsize)
         return self._subscription
 
     async def publish(self, block: Block) -> None:
@@ -244,8 +243,13 @@ class CursorSink:
             dropped += 1
         if dropped:
             self._counts["dropped"] += dropped
-            logger.warning("%s sink %s: outbox full, dropped the %d oldest blocks (the store "
-                           "window may still have them)", self.kind, self.url, dropped)  # fmt: skip
+            logger.warning(
+                "%s sink %s: outbox full, dropped the %d oldest blocks (the store "
+                "window may still have them)",
+                self.kind,
+                self.url,
+                dropped,
+            )
         self._empty.clear()
         self._wake.set()
 
@@ -277,9 +281,13 @@ class CursorSink:
         await self._disconnect()
         self._connected = False
         if self._outbox:
-            logger.warning("%s sink %s closed with %d blocks not written (the next start "
-                           "catches up from the store window)", self.kind, self.url,
-                           len(self._outbox))  # fmt: skip
+            logger.warning(
+                "%s sink %s closed with %d blocks not written (the next start "
+                "catches up from the store window)",
+                self.kind,
+                self.url,
+                len(self._outbox),
+            )
 
     async def __aenter__(self) -> CursorSink:
         await self.start()
@@ -340,15 +348,18 @@ class CursorSink:
             except SinkRefused as exc:
                 self._record_error(str(exc))
             except self._transient as exc:
-                self._record_error(f"{self.kind} {self.url} unreachable: {self._describe(exc)}",
-                                   quiet=not healthy and self._last_error is not None)  # fmt: skip
+                self._record_error(
+                    f"{self.kind} {self.url} unreachable: {self._describe(exc)}",
+                    quiet=not healthy and self._last_error is not None,
+                )
             except StoreError as exc:
                 self._record_error(f"the store window could not be read: {exc}")
             except Exception as exc:  # a bug or an unexpected reply: keep going, say so loudly
                 self._errors += 1
                 self._last_error = self._describe(exc)
-                logger.error("%s sink %s failed: %s", self.kind, self.url, self._last_error,
-                             exc_info=True)  # fmt: skip
+                logger.error(
+                    "%s sink %s failed: %s", self.kind, self.url, self._last_error, exc_info=True
+                )
             finally:
                 self._connected = False
                 await self._disconnect()
@@ -383,9 +394,14 @@ class CursorSink:
                 self._counts["caught_up"] += len(stored)
                 return stored
             self._counts["gaps"] += 1
-            logger.warning("%s sink %s: blocks %d..%d are neither queued nor in the store "
-                           "window; the target will have a gap", self.kind, self.url,
-                           cursor + 1, first - 1)  # fmt: skip
+            logger.warning(
+                "%s sink %s: blocks %d..%d are neither queued nor in the store "
+                "window; the target will have a gap",
+                self.kind,
+                self.url,
+                cursor + 1,
+                first - 1,
+            )
         batch: list[Block] = []
         for block in self._outbox:
             if len(batch) >= self._batch_size:
@@ -444,8 +460,12 @@ class CursorSink:
         if cursor is not None and (self._cursor is None or cursor > self._cursor):
             self._cursor = cursor
         elif cursor is None and self._cursor is not None:
-            logger.warning("%s sink %s is empty but held block %d before; writing from the "
-                           "outbox on", self.kind, self.url, self._cursor)  # fmt: skip
+            logger.warning(
+                "%s sink %s is empty but held block %d before; writing from the outbox on",
+                self.kind,
+                self.url,
+                self._cursor,
+            )
             self._cursor = None
         elif cursor is not None and self._cursor is not None and cursor < self._cursor:
             self._cursor = cursor  # the target lost blocks (restored from a backup): resend
@@ -453,8 +473,9 @@ class CursorSink:
         if self._ever_connected:
             self._reconnects += 1
         else:
-            logger.info("%s sink connected to %s; target holds up to block %s", self.kind,
-                        self.url, cursor)  # fmt: skip
+            logger.info(
+                "%s sink connected to %s; target holds up to block %s", self.kind, self.url, cursor
+            )
         self._ever_connected = True
         self._last_logged_error = None
 

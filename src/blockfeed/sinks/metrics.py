@@ -22,16 +22,21 @@ class SinkCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         labels = ["kind", "url"]
-        lag = GaugeMetricFamily(f"{PREFIX}_lag_blocks", "Blocks given to the sink but not yet "
-                                "confirmed by its target", labels=labels)  # fmt: skip
-        last = GaugeMetricFamily(f"{PREFIX}_last_number", "Newest block number the target holds",
-                                 labels=labels)  # fmt: skip
-        up = GaugeMetricFamily(f"{PREFIX}_connected", "1 while the sink is connected to its "
-                               "target", labels=labels)  # fmt: skip
-        errors = CounterMetricFamily(f"{PREFIX}_errors", "Errors talking to the target",
-                                     labels=labels)  # fmt: skip
-        written = CounterMetricFamily(f"{PREFIX}_published", "Blocks the sink wrote",
-                                      labels=labels)  # fmt: skip
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_lag_blocks",
+            "Blocks given to the sink but not yet confirmed by its target",
+            labels=labels,
+        )
+        last = GaugeMetricFamily(
+            f"{PREFIX}_last_number", "Newest block number the target holds", labels=labels
+        )
+        up = GaugeMetricFamily(
+            f"{PREFIX}_connected", "1 while the sink is connected to its target", labels=labels
+        )
+        errors = CounterMetricFamily(
+            f"{PREFIX}_errors", "Errors talking to the target", labels=labels
+        )
+        written = CounterMetricFamily(f"{PREFIX}_published", "Blocks the sink wrote", labels=labels)
         for sink in self._sinks():
             status = sink.status()
             key = [str(status.get("kind", "sink")), str(status.get("url", ""))]

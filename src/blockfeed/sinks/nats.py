@@ -109,8 +109,15 @@ def block_from_payload(data: bytes, subject: str) -> Block:
             raise VerificationError(
                 f"block {number} on {subject!r}: header does not hash to {hash_}"
             )
-    return Block(number=number, hash=hash_, parent_hash=parent, source=Source.WS,
-                 received_at=received_at, header=header, late=True)  # fmt: skip
+    return Block(
+        number=number,
+        hash=hash_,
+        parent_hash=parent,
+        source=Source.WS,
+        received_at=received_at,
+        header=header,
+        late=True,
+    )
 
 
 async def _connect(servers: list[str], timeout_s: float) -> Any:
@@ -164,9 +171,13 @@ class NatsSink(CursorSink):
         self._inbox: str | None = None
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._counts["duplicates"] = 0
-        self._transient = (OSError, TimeoutError, nats_errors.Error,
-                           js_errors.NoStreamResponseError,
-                           js_errors.ServiceUnavailableError)  # fmt: skip
+        self._transient = (
+            OSError,
+            TimeoutError,
+            nats_errors.Error,
+            js_errors.NoStreamResponseError,
+            js_errors.ServiceUnavailableError,
+        )
 
     def subject(self, number: int) -> str:
         return f"{self.prefix}.{number}"
@@ -253,8 +264,12 @@ class NatsSink(CursorSink):
             future: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._acks[token] = future
             futures.append(future)
-            await self._nc.publish(self.subject(block.number), _payload(block), reply=token,
-                                   headers=dict(EXPECT_NEW_SUBJECT))  # fmt: skip
+            await self._nc.publish(
+                self.subject(block.number),
+                _payload(block),
+                reply=token,
+                headers=dict(EXPECT_NEW_SUBJECT),
+            )
         await self._nc.flush(timeout=self._ack_timeout_s)
         return futures
 
@@ -350,8 +365,12 @@ class NatsConsumer:
         self._gaps = 0
 
     def status(self) -> dict[str, Any]:
-        return {"url": self.url, "stream": self.stream, "last_number": self.last_number,
-                "gaps": self._gaps}  # fmt: skip
+        return {
+            "url": self.url,
+            "stream": self.stream,
+            "last_number": self.last_number,
+            "gaps": self._gaps,
+        }
 
     async def __aiter__(self) -> AsyncIterator[Block]:
         nc = await _connect(self._servers, self._connect_timeout_s)
@@ -375,8 +394,9 @@ class NatsConsumer:
             )
             while True:
                 try:
-                    sub = await js.subscribe(f"{self.prefix}.>", stream=self.stream,
-                                             ordered_consumer=True, config=config)  # fmt: skip
+                    sub = await js.subscribe(
+                        f"{self.prefix}.>", stream=self.stream, ordered_consumer=True, config=config
+                    )
                     break
                 except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError):
                     if asyncio.get_running_loop().time() > deadline:

@@ -129,9 +129,14 @@ class PostgresSink(CursorSink):
         self._connect_timeout_s = connect_timeout_s
         self._command_timeout_s = command_timeout_s
         self._conn: Any = None
-        self._transient = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                           asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-                           asyncpg.exceptions.AdminShutdownError)  # fmt: skip
+        self._transient = (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.exceptions.AdminShutdownError,
+        )
 
     async def _connect(self) -> int | None:
         self._conn = await asyncpg.connect(
@@ -162,9 +167,18 @@ class PostgresSink(CursorSink):
         conn = self._conn
         rows = [block_row(b) for b in blocks]
         contents = [_contents_json(b) for b in blocks]
-        columns = [[r[name] for r in rows] for name in (
-            "number", "hash", "parent_hash", "state_root", "extrinsics_root", "received_at",
-            "delivered_at")]  # fmt: skip
+        columns = [
+            [r[name] for r in rows]
+            for name in (
+                "number",
+                "hash",
+                "parent_hash",
+                "state_root",
+                "extrinsics_root",
+                "received_at",
+                "delivered_at",
+            )
+        ]
         first = blocks[0]
         async with conn.transaction():
             if first.number > 0:
