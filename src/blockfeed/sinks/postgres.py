@@ -25,6 +25,7 @@ two writers starting together cannot both apply one.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,7 +40,8 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency
     asyncpg = None
 
 SCHEMES = ("postgresql", "postgres")
-DEFAULT_WRITER = "blockfeed"
+DEFAULT_WRITER = f"blockfeed@{socket.gethostname()}"
+"""One cursor row per machine by default; redundant writers on one host share it harmlessly."""
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_COMMAND_TIMEOUT_S = 30.0
 _MIGRATION_LOCK = 0x626C6B66  # "blkf": pg_advisory_xact_lock key for migrations
