@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -85,7 +86,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 reader.cancel()
         blocks = [json.loads(line) for _, line in out if line.startswith("{")]
         numbers = [b["number"] for b in blocks]
-        linked = all(b["parent_hash"] == a["hash"] for a, b in zip(blocks, blocks[1:]))
+        linked = all(b["parent_hash"] == a["hash"] for a, b in itertools.pairwise(blocks))
         consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         canonical = all(b["hash"] == node.chain.hash_of(b["number"]) for b in blocks)
         window_err = [line for at, line in err if started <= at <= ended]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite uses (redis-server, chromium, prometheus for
-# promtool: the alert rules' unit tests) when missing.
+# promtool: the alert rules' unit tests, postgresql and nats-server: the sink tests) when missing.
 # Runs apt-get only when something is missing; needs root (CI and dev machines here are root).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Sink tests (tests/sinks) start their own PostgreSQL cluster and nats-server -js.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

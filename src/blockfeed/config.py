@@ -130,6 +130,10 @@ class Settings(BaseSettings):
         None, description="bearer token for /admin routes; admin routes are off without one"
     )
     redis_url: str | None = Field(None, description="publish blocks to this Redis (redis://...)")
+    sinks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="sink URLs: redis://, postgresql://, nats://, https:// (signed webhooks)",
+    )
     redis_stream: str = Field(DEFAULT_REDIS_STREAM, min_length=1, description="Redis stream key")
     redis_maxlen: int = Field(DEFAULT_REDIS_MAXLEN, ge=1, description="approximate stream length")
     block_time_s: float | None = Field(
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field("text", description="log line format")
 
-    @field_validator("endpoints", "http_endpoints", "alert_webhooks", mode="before")
+    @field_validator("endpoints", "http_endpoints", "alert_webhooks", "sinks", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -165,6 +169,14 @@ class Settings(BaseSettings):
         for i, url in enumerate(value):
             _check_url(strip_webhook_prefix(url)[1], _HTTP_SCHEMES, f"alert webhook #{i + 1}")
         return value
+
+    @field_validator("sinks")
+    @classmethod
+    def _sink_urls(cls, value: list[str]) -> list[str]:
+        from blockfeed.sinks import SINK_SCHEMES
+
+        schemes = tuple(SINK_SCHEMES)
+        return [_check_url(url, schemes, f"sink #{i + 1}") for i, url in enumerate(value)]
 
     @field_validator("redis_url")
     @classmethod
@@ -248,6 +260,14 @@ class Settings(BaseSettings):
         urls += self.alert_webhooks
         if self.redis_url:
             urls.append(self.redis_url)
+        urls += self.sinks
+        return urls
+
+    def sink_urls(self) -> list[str]:
+        """Every sink to run: ``--redis`` (a synonym for one ``--sink redis://``) and ``--sink``."""
+        urls = list(self.sinks)
+        if self.redis_url and self.redis_url not in urls:
+            urls.insert(0, self.redis_url)
         return urls
 
 

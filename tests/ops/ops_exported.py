@@ -24,7 +24,7 @@ async def exported_sample_names() -> set[str]:
         app = create_app(feed=feed, manage_feed=False)
         gateway = app.state.gateway
         # A publisher that never connects: its real status() shape, without a Redis server.
-        gateway.collector.add_sink("redis", RedisPublisher("redis://127.0.0.1:9/0").status)
+        gateway.sinks.append(RedisPublisher("redis://127.0.0.1:9/0"))
         async with feed:
             async with asyncio.timeout(WAIT_S):
                 while sum(feed.status().blocks_by_source.values()) < 3:  # noqa: ASYNC110

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,7 +40,7 @@ def block(number: int, at: float) -> Block:
                  source=Source.WS, received_at=at)
 
 
-def scrape(collector: GatewayCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(collector: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = render(new_registry(collector)).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -91,15 +92,19 @@ def test_quarantine_label_is_redacted() -> None:
 
 
 def test_sinks_and_a_broken_sink() -> None:
-    """A sink's lag and connection are exported; a sink whose status raises is left out."""
-    collector = GatewayCollector(status=Status, hub=SseHub(epoch_length=360))
-    collector.add_sink("redis", lambda: {"lag_blocks": 42, "connected": False})
+    """A sink's lag and connection are exported (the sinks' collector, labels kind and url)."""
+    from blockfeed.sinks.metrics import SinkCollector
 
-    def broken() -> dict[str, object]:
-        raise RuntimeError("boom")
+    class Sink:
+        def __init__(self, status: dict[str, object]) -> None:
+            self._status = status
 
-    collector.add_sink("nats", broken)
+        def status(self) -> dict[str, object]:
+            return self._status
+
+    collector = SinkCollector(lambda: [Sink({"kind": "redis", "url": "redis://h:6379",
+                                             "lag_blocks": 42, "connected": False})])
     got = scrape(collector)
-    assert got[("blockfeed_sink_lag_blocks", (("sink", "redis"),))] == 42
-    assert got[("blockfeed_sink_connected", (("sink", "redis"),))] == 0
-    assert not any(labels == (("sink", "nats"),) for _, labels in got)
+    labels = (("kind", "redis"), ("url", "redis://h:6379"))
+    assert got[("blockfeed_sink_lag_blocks", labels)] == 42
+    assert got[("blockfeed_sink_connected", labels)] == 0

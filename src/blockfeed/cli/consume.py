@@ -1,10 +1,11 @@
-"""``blockfeed consume``: print the blocks a Redis stream holds, in order, once, then follow it.
+"""``blockfeed consume``: print the blocks a Redis or NATS stream holds, in order, once; follow.
 
 The reading side of ``RedisPublisher``: any machine with Redis access gets the same lines as
 ``blockfeed watch`` (``--json``: the same JSON objects), without talking to a node. Blocks go to
 stdout, logs (reconnects, gaps) to stderr. In group mode (``--group``/``--consumer``) each block
 is acknowledged right after its line is written, so a restarted consumer gets back only what it
-had not printed.
+had not printed. ``blockfeed consume nats://host:4222`` reads the JetStream stream the NATS sink
+writes (``BLOCKFEED``), in number order, with the same checks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError
 from blockfeed.sinks._redis_base import describe_error
+from blockfeed.sinks.nats import DEFAULT_STREAM as NATS_STREAM
+from blockfeed.sinks.nats import NatsError, redact_servers, split_servers
 from blockfeed.sinks.redis import DEFAULT_STREAM, RedisUnavailable, StreamGap
 from blockfeed.sinks.redis_consumer import DEFAULT_READ_COUNT, FROM_FIRST, StreamConsumer
 
@@ -82,6 +85,46 @@ def _read_count(options: ConsumeOptions) -> int:
     return min(limit, options.count) if options.count is not None else limit
 
 
+async def _consume_nats(options: ConsumeOptions, out: TextIO) -> int:
+    """Print blocks from a JetStream stream until --count, a stop signal, or an error."""
+    from blockfeed.sinks.nats import NatsConsumer
+
+    if options.from_block is None:
+        after = None
+    else:
+        after = FROM_FIRST if options.from_block == 0 else options.from_block - 1
+    reader = NatsConsumer(options.url, stream=options.stream, after=after,
+                          allow_gaps=options.allow_gaps)  # fmt: skip
+    printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
+    stop = asyncio.Event()
+    printed = 0
+
+    async def print_blocks() -> None:
+        nonlocal printed
+        async for block in reader:
+            if not printer.write(block):
+                return
+            printed += 1
+            if options.count is not None and printed >= options.count:
+                return
+
+    install_stop_signals(stop)
+    task = asyncio.create_task(print_blocks(), name="blockfeed-consume-nats")
+    stopper = asyncio.create_task(stop.wait(), name="blockfeed-consume-stop")
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+    finally:
+        task.cancel()
+        stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if stop.is_set():
+        typer.echo(f"blockfeed consume: stopped after {printed} block(s)", err=True)
+    return EXIT_OK
+
+
 async def _consume(options: ConsumeOptions, out: TextIO) -> int:
     printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
     stop = asyncio.Event()
@@ -117,8 +160,16 @@ async def _consume(options: ConsumeOptions, out: TextIO) -> int:
 
 
 def consume(
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[URL]",
+            help="nats://host:4222 (JetStream) or redis://... to read from (or use --redis).",
+            show_default=False,
+        ),
+    ] = None,
     redis_url: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--redis",
             metavar="URL",
@@ -126,10 +177,16 @@ def consume(
             help="Redis URL, e.g. redis://:password@host:6379/0 (never printed unredacted).",
             show_default=False,
         ),
-    ],
+    ] = None,
     stream: Annotated[
-        str, typer.Option(metavar="NAME", help="The stream RedisPublisher writes into.")
-    ] = DEFAULT_STREAM,
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The stream to read: Redis key (default blockfeed:finalized) or JetStream "
+            "stream (default BLOCKFEED).",
+            show_default=False,
+        ),
+    ] = None,
     json_lines: Annotated[
         bool,
         typer.Option(
@@ -195,18 +252,25 @@ def consume(
       blockfeed consume --redis redis://localhost:6379/0 --json --count 10
       blockfeed consume --redis redis://localhost:6379/0 --from 6940000
       blockfeed consume --redis redis://cache:6379/0 --group indexers --consumer worker-1
+      blockfeed consume nats://127.0.0.1:4222 --from 6940000
     """
     import logging
 
     from blockfeed.cli.serve import configure_logging
 
+    target = url or redis_url
+    if target is None:
+        raise fail("consume", "give a URL (nats://... or redis://...) or --redis", EXIT_BAD_INPUT)
+    is_nats = target.split("://", 1)[0] in ("nats", "tls")
+    if is_nats and group is not None:
+        raise fail("consume", "--group is for Redis streams only", EXIT_BAD_INPUT)
     if (group is None) != (consumer is None):
         raise fail(
             "consume", "--group and --consumer go together: give both or neither", EXIT_BAD_INPUT
         )
     options = ConsumeOptions(
-        url=redis_url,
-        stream=stream,
+        url=target,
+        stream=stream or (NATS_STREAM if is_nats else DEFAULT_STREAM),
         json_lines=json_lines,
         from_block=from_block,
         count=count,
@@ -216,12 +280,16 @@ def consume(
         epoch_length=epoch_length,
     )
     try:
-        make_consumer(options)  # validates the URL and names before anything starts
+        if is_nats:
+            split_servers(options.url)
+        else:
+            make_consumer(options)  # validates the URL and names before anything starts
     except ConfigError as exc:
         raise fail("consume", str(exc), EXIT_BAD_INPUT) from None
     configure_logging("text", logging.WARNING if quiet else logging.INFO)
+    run = _consume_nats if is_nats else _consume
     try:
-        code = asyncio.run(_consume(options, sys.stdout))
+        code = asyncio.run(run(options, sys.stdout))
     except ConfigError as exc:
         raise fail("consume", str(exc), EXIT_BAD_INPUT) from None
     except StreamGap as exc:
@@ -229,7 +297,11 @@ def consume(
     except (RedisUnavailable, BlockfeedError) as exc:
         raise fail("consume", str(exc), EXIT_FAILED) from None
     except RedisError as exc:
-        message = f"Redis failed: {describe_error(exc, redis_url)}"
+        message = f"Redis failed: {describe_error(exc, target)}"
+        raise fail("consume", message, EXIT_FAILED) from None
+    except (OSError, TimeoutError, NatsError) as exc:
+        detail = str(exc).replace(target, redact_servers(target)) or "no detail"
+        message = f"cannot read {redact_servers(target)}: {type(exc).__name__}: {detail}"
         raise fail("consume", message, EXIT_FAILED) from None
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -102,9 +102,18 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    sink: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="URL",
+            help="Also write every block to this sink, repeatable: redis://, postgresql://, "
+            "nats://, or https:// (signed webhook; secret in $BLOCKFEED_WEBHOOK_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
     redis: Annotated[
         str | None,
-        typer.Option(metavar="URL", help="Also publish every block to this Redis (redis://...)."),
+        typer.Option(metavar="URL", help="Same as --sink redis://... (kept for old scripts)."),
     ] = None,
     stream: Annotated[
         str | None,
@@ -135,8 +144,12 @@ def serve(
             state=state,
             alert_webhooks=alert_webhook,
             redis_url=redis,
+            sinks=sink,
             redis_stream=stream,
         )
+        from blockfeed.gateway.runtime import check_sinks
+
+        check_sinks(settings)  # a missing webhook secret fails here, not inside uvicorn
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     configure_logging(settings.log_format)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -102,15 +102,10 @@ class GatewayCollector(Collector):
         self._hub = hub
         self._alert_counts = alert_counts
         self._clock = clock
-        self._sinks: dict[str, Callable[[], Mapping[str, Any]]] = {}
         self._events: Counter[str] = Counter()
         self._gaps = _Buckets(GAP_BUCKETS_S)
         self._handovers = _Buckets(HANDOVER_BUCKETS_S)
         self._last_received_at: float | None = None
-
-    def add_sink(self, name: str, status: Callable[[], Mapping[str, Any]]) -> None:
-        """Export a sink's ``status()`` (``lag_blocks``, ``connected``) under ``sink=name``."""
-        self._sinks[name] = status
 
     def observe_event(self, event: FeedEvent) -> None:
         """Feed event hook: count events by kind (``verification_failed`` means divergence)."""
@@ -320,23 +315,6 @@ class GatewayCollector(Collector):
                     [_endpoint_label(entry, index)], 1.0 if entry["quarantined"] else 0.0
                 )
         yield quarantined
-        lag = GaugeMetricFamily(
-            f"{PREFIX}_sink_lag_blocks", "Blocks delivered but not yet published by the sink",
-            labels=["sink"],
-        )
-        connected = GaugeMetricFamily(
-            f"{PREFIX}_sink_connected", "1 while the sink reaches its server", labels=["sink"]
-        )
-        for name, sink_status in sorted(self._sinks.items()):
-            try:
-                snapshot = sink_status()
-            except Exception:  # a broken sink must not break the scrape
-                continue
-            if isinstance(snapshot.get("lag_blocks"), int | float):
-                lag.add_metric([name], snapshot["lag_blocks"])
-            connected.add_metric([name], 1.0 if snapshot.get("connected") else 0.0)
-        yield lag
-        yield connected
         yield self._gaps.family(
             f"{PREFIX}_block_gap_seconds",
             "Seconds between the arrivals of consecutive delivered blocks")

@@ -1,18 +1,18 @@
 """Build the real feed and store from :class:`Settings` (what ``blockfeed serve`` runs).
 
 Kept apart from the app so the app itself depends only on the feed/store Protocols, and imports of
-the feed, the store and Redis happen only when a service actually starts.
+the feed, the store and the sinks happen only when a service actually starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from blockfeed.config import MEMORY_STATE, Settings
-from blockfeed.errors import ConfigError, StoreError
+from blockfeed.errors import StoreError
 
 
 def open_state_store(settings: Settings) -> Any:
@@ -45,18 +45,41 @@ def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
     )
 
 
+def check_sinks(settings: Settings) -> None:
+    """Build every configured sink once (no I/O) so bad sink settings fail before anything runs.
+
+    Raises :class:`ConfigError` (a missing webhook secret, a bad stream name, ...).
+    """
+    from blockfeed.sinks import open_sink
+
+    for url in settings.sink_urls():
+        open_sink(url, redis_stream=settings.redis_stream, redis_maxlen=settings.redis_maxlen)
+
+
 @asynccontextmanager
-async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIterator[Any]:
-    """Publish every feed block to the configured Redis stream while the block runs; yields the
-    publisher (its ``status()`` feeds /metrics)."""
-    try:
-        from blockfeed.sinks.redis import RedisPublisher
-    except ImportError as exc:  # pragma: no cover - the sink ships with the package
-        raise ConfigError("--redis needs blockfeed.sinks.redis, which is not available") from exc
-    assert settings.redis_url is not None
-    publisher = RedisPublisher(
-        settings.redis_url, stream=settings.redis_stream, maxlen=settings.redis_maxlen, store=store
-    )
-    async with publisher:  # closing it unsubscribes and drains what it can
-        publisher.attach(feed)
-        yield publisher
+async def running_sinks(settings: Settings, feed: Any, store: Any) -> AsyncIterator[list[Any]]:
+    """Run every configured sink (``--sink``, ``--redis``) on ``feed`` while the block runs.
+
+    Each sink subscribes to the feed before it starts, so none misses a block; closing one
+    unsubscribes it and gives its outbox a moment to drain (the rest is caught up next start).
+    """
+    from blockfeed.sinks import open_sink
+
+    path = settings.resolved_state()
+    state_dir = None if path == MEMORY_STATE else Path(path).parent
+    sinks = [
+        open_sink(
+            url,
+            store=store,
+            state_dir=state_dir,
+            redis_stream=settings.redis_stream,
+            redis_maxlen=settings.redis_maxlen,
+        )
+        for url in settings.sink_urls()
+    ]
+    async with AsyncExitStack() as stack:
+        for sink in sinks:
+            sink.attach(feed)
+            await sink.start()
+            stack.push_async_callback(sink.aclose)
+        yield sinks

@@ -51,6 +51,7 @@ from blockfeed.gateway.status import (
     status_payload,
 )
 from blockfeed.gateway.window import BlockWindow, WindowUnavailable
+from blockfeed.sinks.metrics import SinkCollector, sink_rows
 from blockfeed.types import Block, FeedEvent
 from blockfeed.util.redact import redact_url
 
@@ -127,6 +128,9 @@ class Gateway:
             clock=options.clock,
         )
         self.registry = new_registry(self.collector)
+        self.sinks: list[Any] = []
+        """Running sinks (``--sink``): a row each in /status, the dashboard and /metrics."""
+        self.registry.register(SinkCollector(lambda: self.sinks))
 
     def attach(self, feed: FeedLike, store: StoreLike | None) -> None:
         """Subscribe the hub and the hooks; called before the feed starts so nothing is missed."""
@@ -235,11 +239,11 @@ def create_app(
                 run_store = runtime.open_state_store(settings)
                 stack.callback(run_store.close)
                 run_feed = runtime.build_feed(settings, store=run_store)
-            if settings is not None and settings.redis_url:
-                publisher = await stack.enter_async_context(
-                    runtime.redis_publisher(settings, run_feed, run_store)
+            if settings is not None and settings.sink_urls():
+                gateway.sinks = await stack.enter_async_context(
+                    runtime.running_sinks(settings, run_feed, run_store)
                 )
-                gateway.collector.add_sink("redis", publisher.status)
+                stack.callback(gateway.sinks.clear)
             if gateway.feed is None:
                 gateway.attach(run_feed, run_store)
             stack.callback(gateway.detach)
@@ -325,7 +329,7 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
     async def status() -> dict[str, Any]:
         feed = gw.require_feed()
         assert gw.timeline is not None
-        return status_payload(
+        payload = status_payload(
             feed.status(),
             now=gw.options.clock(),
             network=gw.options.network,
@@ -335,6 +339,8 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
             sse_clients=gw.hub.client_count,
             ready=_readiness(gw),
         )
+        payload["sinks"] = sink_rows(gw.sinks)
+        return payload
 
     @app.get(
         "/blocks/latest", response_model=models.BlockOut, responses=ERRORS,

@@ -113,6 +113,8 @@ class _Refused(Exception):
 class RedisPublisher:
     """Publishes every block it is given into one Redis stream, exactly once, in order.
 
+    One implementation of the :class:`~blockfeed.sinks.base.Sink` protocol (``--sink redis://``).
+
     ``publish(block)`` never waits for Redis: it appends to the outbox and returns. A background
     task (``await start()``, or ``async with``) drains the outbox through the add script and,
     when Redis is unreachable, reconnects with exponential backoff and full jitter, then catches
@@ -127,6 +129,9 @@ class RedisPublisher:
     * ``reconnect_delays``: a factory of retry delays (seconds) for one outage; the default is
       exponential backoff with full jitter, 0.2 s doubling up to 5 s.
     """
+
+    kind = "redis"
+    """The :class:`~blockfeed.sinks.base.Sink` protocol's name for this target type."""
 
     def __init__(
         self,
@@ -290,6 +295,7 @@ class RedisPublisher:
         else:
             lag = outbox_len
         return {
+            "kind": self.kind,
             "url": self.url,
             "stream": self.stream,
             "connected": self._connected,

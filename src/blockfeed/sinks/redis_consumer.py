@@ -11,6 +11,10 @@ Consumer groups (``group=``, ``consumer=``) share the work between readers: each
 one of them and is acknowledged (``XACK``) when the reader asks for the next block (or with
 :meth:`StreamConsumer.ack` when ``auto_ack=False``). A restarted reader with the same consumer
 name first gets the blocks it had been given but not acknowledged, so groups are at-least-once.
+A reader that never comes back would strand its pending blocks, so every reader also claims
+(``XAUTOCLAIM``) entries another consumer has left unacknowledged for ``claim_idle_s``; claimed
+blocks are verified against their hash but, being older than what the reader has seen, are not
+checked for order.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ logger = logging.getLogger("blockfeed.redis")
 
 DEFAULT_READ_COUNT = 100
 DEFAULT_READ_BLOCK_S = 5.0
+DEFAULT_CLAIM_IDLE_S = 60.0
+"""A group's pending entry idle this long belongs to a dead consumer: another one claims it."""
 """How long one ``XREAD BLOCK`` waits for new entries before asking again."""
 READ_TIMEOUT_MARGIN_S = 5.0
 """A blocked read that has not answered this long after its BLOCK time is a dead connection."""
@@ -103,6 +109,7 @@ class StreamConsumer:
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         max_outage_s: float | None = None,
         reconnect_delays: ReconnectDelays = default_reconnect_delays,
+        claim_idle_s: float | None = DEFAULT_CLAIM_IDLE_S,
     ) -> None:
         self._url = check_redis_url(url)
         self.stream = check_stream_name(stream)
@@ -116,6 +123,8 @@ class StreamConsumer:
             )
         if read_count < 1 or read_block_s <= 0:
             raise ConfigError("read_count must be at least 1 and read_block_s positive")
+        if claim_idle_s is not None and not claim_idle_s > 0:
+            raise ConfigError(f"claim_idle_s must be positive, or None; got {claim_idle_s!r}")
         self.url = redact_url(url)
         """The Redis URL with credentials masked; safe to print."""
         self.group = group
@@ -142,6 +151,12 @@ class StreamConsumer:
         self._to_ack: list[str] = []
         self._reading_pending = group is not None
         self._pending_cursor = "0"
+        self._claim_idle_s = claim_idle_s
+        self._claim_cursor = "0-0"
+        self._next_claim_at = 0.0
+        self._claiming = False
+        """True while the current batch holds entries claimed from another consumer."""
+        self._claimed = 0
         self._connected = False
         self._ever_connected = False
         self._outage_since: float | None = None
@@ -170,6 +185,7 @@ class StreamConsumer:
             "gaps": self._gaps,
             "reconnects": self._reconnects,
             "unacked": len(self._to_ack),
+            "claimed": self._claimed,
             "last_error": self._last_error,
         }
 
@@ -314,6 +330,7 @@ class StreamConsumer:
         return _entries(reply)
 
     async def _read_group(self) -> list[Entry]:
+        self._claiming = False
         if self._reading_pending:
             # Entries this consumer was given but never acknowledged: before a restart, or in
             # a reply lost with the connection. They come first, in ID order.
@@ -328,6 +345,9 @@ class StreamConsumer:
                 self._pending_cursor = entries[-1][0]
                 return entries
             self._reading_pending = False
+        claimed = await self._claim()
+        if claimed:
+            return claimed
         reply = await self._client.xreadgroup(
             self.group,
             self.consumer,
@@ -336,6 +356,42 @@ class StreamConsumer:
             block=self._read_block_ms,
         )
         return _entries(reply)
+
+    async def _claim(self) -> list[Entry]:
+        """Take over entries another consumer left pending for ``claim_idle_s`` (XAUTOCLAIM).
+
+        One sweep walks the whole pending list a batch at a time; the next sweep starts half
+        an idle period after the last one ended.
+        """
+        now = time.monotonic()
+        if self._claim_idle_s is None or now < self._next_claim_at:
+            return []
+        reply = await self._client.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            int(self._claim_idle_s * 1000),
+            start_id=self._claim_cursor,
+            count=self._read_count,
+        )
+        next_id = str(reply[0]) if reply else "0-0"
+        self._claim_cursor = next_id
+        if next_id == "0-0":
+            self._next_claim_at = now + self._claim_idle_s / 2
+        entries = _entries([[self.stream, reply[1]]]) if reply and len(reply) > 1 else []
+        entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if entries:
+            self._claiming = True
+            self._claimed += len(entries)
+            logger.warning(
+                "Redis consumer %r claimed %d blocks another consumer of group %r left "
+                "unacknowledged for %g s",
+                self.consumer,
+                len(entries),
+                self.group,
+                self._claim_idle_s,
+            )
+        return entries
 
     async def _recreate_group(self) -> None:
         """The group vanished (Redis restarted without persistence): create it where we are."""
@@ -400,6 +456,8 @@ class StreamConsumer:
             self._last_id = max(self._last_id, entry_id, key=_id_key)
             return None
         block = block_from_entry(entry_id, fields, stream=self.stream)
+        if self._claiming:
+            return block  # a dead consumer's older block: verified, but not part of our order
         try:
             self._check.expect(block)
         except StreamGapFound as gap:
