@@ -23,7 +23,7 @@ from blockfeed.devnode.config import (
     DevNodeConfig,
     parse_tempo_flag,
 )
-from blockfeed.devnode.control import ControlServer
+from blockfeed.devnode.control import DEFAULT_CONTROL_HOST, ControlServer
 from blockfeed.devnode.faults import FAULT_SPECS
 from blockfeed.devnode.node import DevNode
 from blockfeed.devnode.scenario import (
@@ -129,6 +129,13 @@ def devnode(
             min=0, max=65535, help="Port of the control HTTP API (/faults, /status); off if unset."
         ),
     ] = None,
+    control_host: Annotated[
+        str,
+        typer.Option(
+            help="Interface of the control API. It has no authentication: keep it on loopback "
+            "unless the network is trusted.",
+        ),
+    ] = DEFAULT_CONTROL_HOST,
     scenario: Annotated[
         Path | None,
         typer.Option(
@@ -167,7 +174,7 @@ def devnode(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(_serve(config, control_port, steps))
+        asyncio.run(_serve(config, control_port, steps, control_host))
     except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("blockfeed devnode: stopped")
     except OSError as exc:
@@ -175,7 +182,10 @@ def devnode(
 
 
 async def _serve(
-    config: DevNodeConfig, control_port: int | None, steps: list[ScenarioStep]
+    config: DevNodeConfig,
+    control_port: int | None,
+    steps: list[ScenarioStep],
+    control_host: str = DEFAULT_CONTROL_HOST,
 ) -> None:
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -186,7 +196,7 @@ async def _serve(
         node = await stack.enter_async_context(DevNode(config))
         parts = [f"ws {node.ws_url}", f"http {node.http_url}"]
         if control_port is not None:
-            control = ControlServer(node, host=config.host, port=control_port)
+            control = ControlServer(node, host=control_host, port=control_port)
             await stack.enter_async_context(control)
             parts.append(f"control {control.url}/faults")
         if steps:
