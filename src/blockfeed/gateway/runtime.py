@@ -8,26 +8,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-from blockfeed.config import MEMORY_STATE, Settings
-from blockfeed.errors import ConfigError, StoreError
+from blockfeed.config import Settings
+from blockfeed.errors import ConfigError
 
 
 def open_state_store(settings: Settings) -> Any:
-    """Open the SQLite store at the configured path (creating its directory)."""
+    """Open the SQLite store at the configured path.
+
+    The store owns its path: it creates a missing directory (0700) and the file (0600) itself,
+    exactly as for ``watch``.
+    """
     from blockfeed.store import open_store
 
-    path = settings.resolved_state()
-    if path != MEMORY_STATE:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the state directory for {path!r}: {exc.strerror}"
-            ) from None
-    return open_store(path)
+    return open_store(settings.resolved_state())
 
 
 def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
