@@ -274,6 +274,15 @@ def watch(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="debug, info (default), warning or error; overrides --quiet. At debug the "
+            "WebSocket and HTTP libraries log too. Secrets are masked at every level.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print every finalized block, in order, exactly once, with no gaps.
 
@@ -289,8 +298,13 @@ def watch(
     # Imported here so `blockfeed --help` stays fast and serve's module is not a hard dependency.
     import logging
 
-    from blockfeed.cli.serve import configure_logging
+    from blockfeed.cli.serve import LOG_LEVELS, configure_logging
 
+    if log_level is not None and log_level.lower() not in LOG_LEVELS:
+        raise fail(
+            "watch", f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}",
+            EXIT_BAD_INPUT,
+        )
     try:
         options = WatchOptions(
             endpoints=resolve_endpoints(endpoints, network),
@@ -304,9 +318,11 @@ def watch(
         )
     except ConfigError as exc:
         raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
-    configure_logging(str(log_format), logging.WARNING if quiet else logging.INFO)
-    for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise here
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    level = log_level.upper() if log_level is not None else ("WARNING" if quiet else "INFO")
+    configure_logging(str(log_format), level)
+    if level != "DEBUG":
+        for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         code = asyncio.run(_watch(options, sys.stdout))
     except WatchFailed as exc:
