@@ -51,6 +51,11 @@ async def redis_publisher(settings: Settings, feed: Any, store: Any) -> AsyncIte
     publisher = RedisPublisher(
         settings.redis_url, stream=settings.redis_stream, maxlen=settings.redis_maxlen, store=store
     )
+    # The publisher's events (a stream of another chain) join the feed's, so they reach the
+    # log, /status, the SSE stream and the alert hooks like every other event.
+    emit = getattr(feed, "_emit_event", None)
+    if emit is not None:
+        publisher.add_event_hook(emit)
     async with publisher:  # closing it unsubscribes and drains what it can
         publisher.attach(feed)
         yield
