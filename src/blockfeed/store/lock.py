@@ -43,6 +43,14 @@ class StateLock:
         self.path = state_path
         self._fd: int | None = None
         try:
+            known = os.stat(state_path)  # refuse a file this process holds before opening it
+        except OSError:
+            pass
+        else:
+            with _held_mutex:
+                if (known.st_dev, known.st_ino) in _held:
+                    raise _busy(state_path, os.getpid())
+        try:
             fd = os.open(state_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
             raise _open_error(state_path, exc) from exc
@@ -54,8 +62,8 @@ class StateLock:
         key = (info.st_dev, info.st_ino)
         with _held_mutex:
             if key in _held:
-                # Do not close fd here: see the module docstring. It is the same inode another
-                # store of this process holds, so keep it until that store lets go.
+                # Only if the file was swapped in between the stat and the open. Do not close
+                # fd: see the module docstring; keep it until the store holding it lets go.
                 _park(fd, key)
                 raise _busy(state_path, os.getpid())
             try:
