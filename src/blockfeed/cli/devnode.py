@@ -33,6 +33,7 @@ from blockfeed.devnode.scenario import (
     resolve_scenario_path,
 )
 from blockfeed.errors import ConfigError
+from blockfeed.util.logmask import install_log_redaction, redacting_handler
 
 CLI_DEFAULT_PORT = 9944
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -173,6 +174,9 @@ def devnode(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # clients' request paths may hold their keys
+        redacting_handler(handler)
+    install_log_redaction()
     try:
         asyncio.run(_serve(config, control_port, steps, control_host))
     except (KeyboardInterrupt, asyncio.CancelledError):
