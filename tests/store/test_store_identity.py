@@ -160,3 +160,20 @@ def test_serve_state_directory_is_private_too(tmp_path: Path) -> None:
         assert _mode(path) == 0o600
     finally:
         store.close()
+
+
+def test_default_data_directory_left_open_is_narrowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """blockfeed's own data directory, left 0755 by an older serve, becomes 0700; a directory
+    the user chose keeps its mode."""
+    monkeypatch.delenv("BLOCKFEED_STATE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    default_dir = tmp_path / "xdg" / "blockfeed"
+    default_dir.mkdir(parents=True, mode=0o755)
+    chosen = tmp_path / "chosen"
+    chosen.mkdir(mode=0o755)
+    open_store(None).close()
+    open_store(chosen / "state.sqlite").close()
+    assert _mode(default_dir) == 0o700
+    assert _mode(chosen) == 0o755

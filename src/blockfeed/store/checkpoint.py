@@ -59,13 +59,15 @@ from typing import Literal
 from blockfeed.errors import ConfigError, StoreError
 from blockfeed.store import failures
 from blockfeed.store.lock import FILE_MODE, StateLock
-from blockfeed.store.paths import default_state_path
+from blockfeed.store.paths import STATE_ENV_VAR, default_state_path
 from blockfeed.store.rows import BLOCK_COLUMNS, block_to_row, row_to_block
 from blockfeed.store.schema import check_file_header, migrate
 from blockfeed.types import Block
 
 logger = logging.getLogger("blockfeed.store")
 
+DIR_MODE = 0o700
+"""A directory the store creates (and blockfeed's default data directory) is private."""
 MEMORY = ":memory:"
 """Pass as the path for a store that lives only as long as the process (no file, no lock)."""
 DEFAULT_WINDOW = 10_000
@@ -480,12 +482,13 @@ def _check_location(path: Path) -> None:
     parent = path.parent
     if not parent.exists():
         try:
-            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            parent.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the state directory {parent}: {exc.strerror or exc}. Create it, "
                 "or choose another state file (--state / BLOCKFEED_STATE)"
             ) from exc
+    _narrow_default_dir(parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StoreError(
             f"the state directory {parent} is read-only for this user (SQLite needs to create "
@@ -497,6 +500,22 @@ def _check_location(path: Path) -> None:
             f"state file {path} is read-only for this user. Make it writable, or choose another "
             "state file (--state / BLOCKFEED_STATE)"
         )
+
+
+def _narrow_default_dir(directory: Path) -> None:
+    """Make blockfeed's own per-user data directory 0700 if an older version left it open.
+
+    Only that directory: one the user chose (``--state /srv/x/state.sqlite``) keeps its mode.
+    """
+    environ = {k: v for k, v in os.environ.items() if k != STATE_ENV_VAR}
+    try:
+        if directory.resolve() != default_state_path(environ).parent.resolve():
+            return
+        info = directory.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            directory.chmod(DIR_MODE)
+    except OSError as exc:
+        logger.warning("could not make %s private: %s", directory, exc.strerror)
 
 
 def _narrow_mode(fd: int, path: Path) -> None:
