@@ -53,6 +53,7 @@ def test_endpoint_labels_are_redacted_and_unique() -> None:
         (["ws://host:9944"], {"block_time_s": 0}, "block_time_s"),
         (["ws://host:9944"], {"start_at": -1}, "start_at"),
         (["ws://host:9944"], {"epoch_length": 0}, "epoch_length"),
+        (["ws://u:pw%ee%ff@host:9944"], {}, r"credentials in WebSocket URL ws://host:9944/\*\*\*"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(args, kwargs, match) -> None:  # type: ignore[no-untyped-def]

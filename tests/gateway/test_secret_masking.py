@@ -19,10 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 from gateway_fakes import SseReader, serve
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.feed import BlockFeed
 from blockfeed.gateway import GatewayOptions, create_app
+from blockfeed.gateway.hub import event_payload
 from blockfeed.store import open_store
 from blockfeed.types import Mode
 
@@ -102,3 +105,77 @@ async def test_no_secret_anywhere_at_debug_level(
     assert "> Authorization: ***" in caplog.text
     assert f"ws://127.0.0.1:{node.port}/***" in everything
     assert json.loads(change["data"])["reason"]
+
+
+# Two capitals then a digit: no fixed text of any output contains such a sequence.
+SECRET = st.from_regex(r"[A-Z]{2}[0-9][A-Za-z0-9._~+;=%\-]{1,12}", fullmatch=True)
+SHORT_KEY = st.from_regex(r"[a-z]{1,3}", fullmatch=True)
+CREDENTIAL = st.from_regex(r"[A-Z]{2}[0-9][A-Za-z0-9._~+;=\-]{1,12}", fullmatch=True)
+"""No %: a credential that is not valid percent-encoding is a ConfigError (tested elsewhere)."""
+
+
+@st.composite
+def url_tails(draw: st.DrawFn) -> tuple[str, str, tuple[str, ...]]:
+    """(userinfo, path + query, secrets) of a generated endpoint URL shape."""
+    secrets: list[str] = []
+    userinfo = ""
+    if draw(st.booleans()):
+        user, password = draw(CREDENTIAL), draw(CREDENTIAL)
+        userinfo, secrets = f"{user}:{password}@", [user, password]
+    key, value = draw(SECRET), draw(SECRET)
+    path = draw(
+        st.sampled_from(
+            [f"/ws/{key}", f"/v1/sk_live.{key};apikey={value}", f"/{key}/{value}=+x%2F"]
+        )
+    )
+    secrets += [key, value] if value in path else [key]
+    query_values = draw(st.lists(SECRET, max_size=2))
+    query = "&".join(f"{draw(SHORT_KEY)}={v}" for v in query_values)
+    if draw(st.booleans()):
+        query += ("&" if query else "") + f"token={JWT}"
+        secrets += JWT.split(".")
+    secrets += query_values
+    return userinfo, path + (f"?{query}" if query else ""), tuple(secrets)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(tail=url_tails())
+def test_generated_url_shapes_leave_no_trace_through_a_real_feed(
+    tail: tuple[str, str, tuple[str, ...]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """For generated URL shapes, a real feed (with a socket close) leaves no secret in DEBUG
+    logs, /status, /metrics or the event payloads the SSE stream sends."""
+    userinfo, rest, secrets = tail
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+    for name in LIBRARY_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+
+    async def scenario() -> list[str]:
+        async with DevNode(DevNodeConfig(block_time_s=0.05, seed=6)) as node:
+            url = f"ws://{userinfo}127.0.0.1:{node.port}{rest}"
+            feed = BlockFeed([url], block_time_s=0.05, emoji=False)
+            app = create_app(feed=feed, options=GatewayOptions(network="devnode"),
+                             manage_feed=False)
+            transport = httpx.ASGITransport(app=app)
+            async with feed, httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                await _wait_until(lambda: feed.status().last_block is not None)
+                node.faults.inject("close", seconds=0)
+                await _wait_until(lambda: feed.status().reconnects >= 1)
+                await _wait_until(lambda: feed.status().mode == Mode.STREAMING)
+                events = [json.dumps(event_payload(e)) for e in feed.status().recent_events]
+                return [
+                    (await http.get("/status")).text,
+                    (await http.get("/metrics")).text,
+                    *events,
+                ]
+
+    outputs = asyncio.run(scenario())
+    everything = "\n".join([*outputs, caplog.text, *(r.getMessage() for r in caplog.records)])
+    for secret in secrets:
+        assert secret not in everything, (secret, userinfo, rest)
+    assert "> GET /*** HTTP/1.1" in caplog.text

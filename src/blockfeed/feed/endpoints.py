@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from blockfeed.errors import ConfigError
 from blockfeed.util.redact import endpoint_labels, redact_url
@@ -89,4 +89,12 @@ def _split(url: str, schemes: tuple[str, ...], what: str) -> SplitResult:
     if parts.scheme not in schemes or not parts.hostname:
         wanted = " or ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{what} endpoint must start with {wanted}: {redact_url(url)}")
+    try:  # the clients decode the credentials at connect time; fail here, not in a retry loop
+        for part in (parts.username, parts.password):
+            unquote(part or "", errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"the credentials in {what} URL {redact_url(url)} are not valid percent-encoded "
+            "UTF-8 (encode special characters, e.g. %40 for @)"
+        ) from None
     return parts
