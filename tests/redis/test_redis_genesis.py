@@ -10,6 +10,7 @@ import itertools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from redis_chain import make_chain
@@ -21,7 +22,9 @@ from blockfeed.sinks._add_script import meta_key
 from blockfeed.sinks.redis import WRONG_CHAIN_EVENT
 from blockfeed.store import open_store
 from blockfeed.types import FeedEvent
-from conftest import RedisServer
+
+if TYPE_CHECKING:  # only a type: importing "conftest" depends on which folder was collected first
+    from conftest import RedisServer
 
 pytestmark = pytest.mark.redis
 
