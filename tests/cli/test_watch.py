@@ -193,6 +193,7 @@ async def test_log_format_json_puts_json_logs_on_stderr(node: DevNode) -> None:
         (["--epoch-length", "0"], "--epoch-length"),
         (["--no-such-flag"], "no-such-flag"),
         (["--network", "nowhere"], "unknown network"),
+        (["--log-level", "loud"], "--log-level"),
         ([f"http://127.0.0.1:9/{SECRET}"], "ws://"),
     ],
 )
@@ -218,6 +219,19 @@ async def test_unreachable_endpoint_exits_1_without_leaking_the_key() -> None:
     assert "no block from" in err and f"127.0.0.1:{port}" in err
     assert SECRET not in err and SECRET not in out
     assert "Traceback" not in err
+
+
+async def test_debug_log_level_shows_library_lines_without_secrets(node: DevNode) -> None:
+    """--log-level debug lets websockets and httpx log, with the URL's secrets masked."""
+    password, jwt = "PW9zqhunter2", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4eXoifQ.c2lnbmF0dXJl"
+    url = f"ws://alice:{password}@127.0.0.1:{node.port}/v1/{SECRET};k=v?key=Qz8&t={jwt}"
+    code, out, err = await _run(url, "--count", "3", "--block-time", "0.1", "--log-level", "debug")
+    assert code == 0, err
+    assert len(out.splitlines()) == 3
+    assert "DEBUG websockets.client: > GET /*** HTTP/1.1" in err
+    assert "Authorization: ***" in err
+    for secret in (password, SECRET, "Qz8", *jwt.split("."), "alice"):
+        assert secret not in err and secret not in out, secret
 
 
 def test_help_explains_the_flags() -> None:

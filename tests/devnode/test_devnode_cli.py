@@ -29,6 +29,7 @@ FLAGS = (
     "--seed",
     "--tempo",
     "--control-port",
+    "--control-host",
     "--scenario",
     "--log-level",
 )
@@ -163,3 +164,39 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert result.exit_code == 1
     assert "cannot listen on 127.0.0.1" in result.output
     assert "Traceback" not in result.output
+
+
+def test_debug_log_masks_the_keys_clients_send() -> None:
+    """At --log-level debug the handshake is logged with the client's path and query masked."""
+    import asyncio
+
+    import websockets
+
+    key = "k3yAbCdEfGhIjKlMnOpQrStUv"
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, "devnode", "--port", "0", "--log-level", "debug"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # bounded by the pytest timeout
+        if not line:
+            pytest.fail(f"devnode exited early: {process.communicate(timeout=5)}")
+        ws_url = line.split("|")[0].split(" ws ", 1)[1].strip()
+
+        async def connect() -> None:
+            async with websockets.connect(f"{ws_url}/ws/{key}?apikey={key}"):
+                pass
+
+        asyncio.run(asyncio.wait_for(connect(), 10))
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert "GET /*** HTTP/1.1" in stderr
+    assert key not in stderr

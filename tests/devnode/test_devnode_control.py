@@ -50,7 +50,9 @@ async def test_bad_fault_requests_get_400_with_reason(
     node: DevNode, control: httpx.AsyncClient, body: bytes, message: str
 ) -> None:
     """Bad input gets 400 and a message saying what is valid; nothing is injected."""
-    reply = await control.post("/faults", content=body)
+    reply = await control.post(
+        "/faults", content=body, headers={"Content-Type": "application/json"}
+    )
     assert reply.status_code == 400
     assert message in reply.json()["error"]
     assert node.faults.active() == []
@@ -79,3 +81,69 @@ async def test_status_and_unknown_routes(node: DevNode, control: httpx.AsyncClie
     assert status["stats"]["requests"] == {"system_health": 1}
     assert (await control.get("/nope")).status_code == 404
     assert (await control.put("/faults")).status_code == 405
+
+
+async def test_post_without_json_content_type_is_refused(
+    node: DevNode, control: httpx.AsyncClient
+) -> None:
+    """A text/plain POST (what a web page may send without a preflight) gets 415, no fault."""
+    body = b'{"kind": "restart", "seconds": 5}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        reply = await control.post("/faults", content=body, headers=headers)
+        assert reply.status_code == 415, content_type
+        assert "application/json" in reply.json()["error"]
+    assert node.faults.active() == []
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert (await control.post("/faults", content=body, headers=charset)).status_code == 201
+
+
+async def test_cross_origin_requests_are_refused(
+    node: DevNode, control: httpx.AsyncClient
+) -> None:
+    """An Origin other than the control server itself gets 403 on every method; its own passes."""
+    evil = {"Origin": "http://evil.example"}
+    fault = {"kind": "restart", "seconds": 5}
+    assert (await control.post("/faults", json=fault, headers=evil)).status_code == 403
+    assert (await control.delete("/faults", headers=evil)).status_code == 403
+    assert (await control.get("/status", headers=evil)).status_code == 403
+    assert node.faults.active() == []
+    own = {"Origin": str(control.base_url).rstrip("/")}
+    assert (await control.post("/faults", json=fault, headers=own)).status_code == 201
+
+
+async def test_foreign_host_name_is_refused(node: DevNode, control: httpx.AsyncClient) -> None:
+    """A Host naming another site (a DNS-rebinding page) gets 403; localhost and IPs pass."""
+    port = control.base_url.port
+    fault = {"kind": "restart", "seconds": 5}
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    assert (await control.post("/faults", json=fault, headers=rebound)).status_code == 403
+    assert node.faults.active() == []
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert (await control.get("/status", headers={"Host": host})).status_code == 200
+
+
+async def test_cli_control_api_listens_on_loopback_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`devnode --host X` alone keeps the control API on 127.0.0.1; --control-host moves it."""
+    import asyncio
+    import inspect
+
+    from devnode_helpers import make_config
+
+    from blockfeed.cli import devnode as cli
+
+    default = inspect.signature(cli.devnode).parameters["control_host"].default
+    assert default == "127.0.0.1"
+    printed: asyncio.Queue[str] = asyncio.Queue()
+    monkeypatch.setattr(cli.typer, "echo", lambda text, *a, **k: printed.put_nowait(text))
+    for control_host in (default, "127.0.0.2"):
+        task = asyncio.create_task(cli._serve(make_config(host="127.0.0.3"), 0, [], control_host))
+        try:
+            out = await asyncio.wait_for(printed.get(), WAIT_S)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert "ws ws://127.0.0.3:" in out
+        assert f"control http://{control_host}:" in out

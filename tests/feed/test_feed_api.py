@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 
 import pytest
 from feedkit import Collector, assert_sound, feed_options, node_config, running
@@ -33,7 +34,10 @@ def test_endpoint_labels_are_redacted_and_unique() -> None:
     """Labels never hold secrets; two URLs that redact alike get distinct labels."""
     endpoints = build_endpoints([f"wss://host/ws/{SECRET}", f"wss://host/ws/{SECRET}x"],
                                 ["https://other/rpc", None])
-    assert [e.label for e in endpoints] == ["wss://host/ws/***", "wss://host/ws/***#2"]
+    labels = [e.label for e in endpoints]
+    assert all(re.fullmatch(r"wss://host/\*\*\*#[0-9a-f]{4}", label) for label in labels)
+    assert len(set(labels)) == 2
+    assert labels == [e.label for e in build_endpoints([e.ws_url for e in endpoints])]  # stable
     assert endpoints[0].http_url == "https://other/rpc"
     assert endpoints[1].http_url == f"https://host/ws/{SECRET}x"
     assert SECRET not in repr(endpoints)
@@ -49,6 +53,7 @@ def test_endpoint_labels_are_redacted_and_unique() -> None:
         (["ws://host:9944"], {"block_time_s": 0}, "block_time_s"),
         (["ws://host:9944"], {"start_at": -1}, "start_at"),
         (["ws://host:9944"], {"epoch_length": 0}, "epoch_length"),
+        (["ws://u:pw%ee%ff@host:9944"], {}, r"credentials in WebSocket URL ws://host:9944/\*\*\*"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(args, kwargs, match) -> None:  # type: ignore[no-untyped-def]

@@ -249,8 +249,8 @@ async def test_secrets_never_in_payloads_or_logs(
     assert "node.example" in everything  # the host is kept so people can tell endpoints apart
     assert alerts.counts[("endpoint_quarantined", "sent")] == 2
     generic = next(body for _, body in rec.bodies if "kind" in body)
-    assert generic["endpoint"] == "wss://node.example/ws/***"
-    assert generic["details"]["url"] == "wss://node.example/ws/***"
+    assert generic["endpoint"] == "wss://node.example/***"
+    assert generic["details"]["url"] == "wss://node.example/***"
 
 
 async def test_full_queue_drops_without_blocking() -> None:

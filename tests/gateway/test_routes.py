@@ -214,7 +214,7 @@ async def test_metrics_exposition(client: httpx.AsyncClient, feed: FakeFeed) -> 
     assert "blockfeed_last_block_number 42.0" in text
     assert 'blockfeed_probes_total{outcome="stale"} 2.0' in text
     assert "blockfeed_malformed_frames_total 7.0" in text
-    assert 'blockfeed_endpoint_healthy{endpoint="wss://node.example/ws/***"} 1.0' in text
+    assert 'blockfeed_endpoint_healthy{endpoint="wss://node.example/***"} 1.0' in text
     assert "blockfeed_sse_clients 0.0" in text
     assert KEY not in text
 

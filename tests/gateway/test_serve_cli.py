@@ -47,6 +47,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (["serve", "--alert-webhook", f"ftp://hooks.example/{KEY}"], "alert webhook #1"),
         (["serve", "--config", "/nonexistent/blockfeed.toml"], "does not exist"),
         (["serve", "--redis", f"http://{KEY}@r.example"], "redis URL must start with redis://"),
+        (["serve", "--log-level", "loud"], "--log-level must be one of debug, info"),
     ],
 )
 def test_bad_input_exits_2_without_secrets(args: list[str], expected: str) -> None:
@@ -55,6 +56,20 @@ def test_bad_input_exits_2_without_secrets(args: list[str], expected: str) -> No
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert KEY not in result.output
+
+
+def test_log_level_reaches_root_and_every_record_is_masked() -> None:
+    """configure_logging(level) sets the root level; its handler masks secrets of any logger."""
+    from blockfeed.cli.serve import configure_logging
+
+    configure_logging("text", "debug")
+    root = logging.getLogger()
+    assert root.level == logging.DEBUG
+    record = logging.LogRecord(
+        "someone.else", logging.DEBUG, __file__, 1, "GET %s", (f"wss://u:{KEY}@h/x",), None
+    )
+    assert all(f.filter(record) for f in root.handlers[0].filters)
+    assert KEY not in record.getMessage() and "wss://h/***" in record.getMessage()
 
 
 def test_unwritable_state_is_a_clear_error(tmp_path: Path) -> None:

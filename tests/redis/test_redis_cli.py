@@ -89,7 +89,7 @@ def test_unreachable_redis_is_exit_1_with_a_redacted_url() -> None:
     """A dead port fails at once (exit 1), naming host and port but never the password."""
     result = run_cli("--redis", "redis://:hunter2hunter2@127.0.0.1:1/0", "--count", "1")
     assert result.returncode == 1
-    assert "cannot reach Redis at redis://***@127.0.0.1:1/0" in result.stderr
+    assert "cannot reach Redis at redis://127.0.0.1:1/***" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
 

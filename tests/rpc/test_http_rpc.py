@@ -401,7 +401,7 @@ async def test_httpx_and_httpcore_logs_never_show_the_key(caplog: pytest.LogCapt
     assert SECRET not in caplog.text and not any(SECRET in m for m in messages)
     requests = [m for m in messages if m.startswith("HTTP Request: POST")]
     assert len(requests) == 2
-    assert all(f"http://127.0.0.1:{node.port}/rpc/***?***" in m for m in requests)
+    assert all(f"http://127.0.0.1:{node.port}/***" in m for m in requests)
     assert any(r.name.startswith("httpcore") for r in caplog.records)  # traces were logged
 
 
@@ -419,12 +419,12 @@ def test_redact_filter_rewrites_message_and_arguments() -> None:
     assert redactor.filter(record) is True
     text = record.getMessage()
     assert SECRET not in text and text.endswith(" 200")
-    assert "https://***@rpc.example.com/ws/***?***" in text and "wss://h:1/ws/***" in text
+    assert "https://rpc.example.com/***" in text and "wss://h:1/***" in text
     mapping = logging.LogRecord("httpcore", logging.DEBUG, __file__, 1, "%(u)s %(n)d",
                                 None, None)
     mapping.args = {"u": SECRET_URL, "n": 7}
     redactor.filter(mapping)
-    assert mapping.getMessage() == "https://***@rpc.example.com/ws/***?*** 7"
+    assert mapping.getMessage() == "https://rpc.example.com/*** 7"
 
 
 def test_log_filter_is_installed_once_on_every_http_logger() -> None:

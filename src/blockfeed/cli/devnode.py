@@ -24,7 +24,7 @@ from blockfeed.devnode.config import (
     DevNodeConfig,
     parse_tempo_flag,
 )
-from blockfeed.devnode.control import ControlServer
+from blockfeed.devnode.control import DEFAULT_CONTROL_HOST, ControlServer
 from blockfeed.devnode.faults import FAULT_SPECS
 from blockfeed.devnode.node import DevNode
 from blockfeed.devnode.scenario import (
@@ -34,6 +34,7 @@ from blockfeed.devnode.scenario import (
     resolve_scenario_path,
 )
 from blockfeed.errors import ConfigError
+from blockfeed.util.logmask import install_log_redaction, redacting_handler
 
 CLI_DEFAULT_PORT = 9944
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -140,6 +141,13 @@ def devnode(
             min=0, max=65535, help="Port of the control HTTP API (/faults, /status); off if unset."
         ),
     ] = None,
+    control_host: Annotated[
+        str,
+        typer.Option(
+            help="Interface of the control API. It has no authentication: keep it on loopback "
+            "unless the network is trusted.",
+        ),
+    ] = DEFAULT_CONTROL_HOST,
     scenario: Annotated[
         Path | None,
         typer.Option(
@@ -178,8 +186,11 @@ def devnode(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # clients' request paths may hold their keys
+        redacting_handler(handler)
+    install_log_redaction()
     try:
-        asyncio.run(_serve(config, control_port, steps))
+        asyncio.run(_serve(config, control_port, steps, control_host))
     except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("blockfeed devnode: stopped")
     except OSError as exc:
@@ -187,7 +198,10 @@ def devnode(
 
 
 async def _serve(
-    config: DevNodeConfig, control_port: int | None, steps: list[ScenarioStep]
+    config: DevNodeConfig,
+    control_port: int | None,
+    steps: list[ScenarioStep],
+    control_host: str = DEFAULT_CONTROL_HOST,
 ) -> None:
     main_task = asyncio.current_task()
     loop = asyncio.get_running_loop()
@@ -198,7 +212,7 @@ async def _serve(
         node = await stack.enter_async_context(DevNode(config))
         parts = [f"ws {node.ws_url}", f"http {node.http_url}"]
         if control_port is not None:
-            control = ControlServer(node, host=config.host, port=control_port)
+            control = ControlServer(node, host=control_host, port=control_port)
             await stack.enter_async_context(control)
             parts.append(f"control {control.url}/faults")
         if steps:

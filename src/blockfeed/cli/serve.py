@@ -33,7 +33,9 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:  # a traceback the secret filter masked (it drops exc_info then)
+            entry["exc"] = record.exc_text
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
@@ -45,9 +47,19 @@ class _DroppedStreamNoise(logging.Filter):
         return "returned without completing response" not in record.getMessage()
 
 
-def configure_logging(log_format: str, level: int = logging.INFO) -> None:
-    """Root logging in text or JSON; uvicorn's loggers propagate into it."""
-    handler = logging.StreamHandler(sys.stderr)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(log_format: str, level: int | str = logging.INFO) -> None:
+    """Root logging in text or JSON; uvicorn's loggers propagate into it.
+
+    Every record passes the secret-masking filter, on the libraries' loggers and on the handler.
+    """
+    from blockfeed.util.logmask import install_log_redaction, redacting_handler
+
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    handler = redacting_handler(logging.StreamHandler(sys.stderr))
     if log_format == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
@@ -59,6 +71,7 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("uvicorn.error").addFilter(_DroppedStreamNoise())
+    install_log_redaction()
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -128,12 +141,21 @@ def serve(
             metavar="FILE", help="TOML settings file (also $BLOCKFEED_CONFIG).", show_default=False
         ),
     ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            metavar="LEVEL",
+            help=f"One of {', '.join(LOG_LEVELS)}. Secrets are masked at every level.",
+        ),
+    ] = "info",
 ) -> None:
     """Run the gateway: HTTP API, resumable SSE stream, Prometheus metrics, dashboard, alerts.
 
     Settings come from flags, then BLOCKFEED_* environment variables, then the TOML file, then
     defaults. The admin token (POST /admin/reconnect) is read from BLOCKFEED_ADMIN_TOKEN only.
     """
+    if log_level.lower() not in LOG_LEVELS:
+        raise _fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     try:
         settings = load_settings(
             config_file=config,
@@ -152,7 +174,7 @@ def serve(
         check_sinks(settings)  # a missing webhook secret fails here, not inside uvicorn
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, log_level)
     try:
         asyncio.run(_run(settings))
     except (ConfigError, StoreError) as exc:

@@ -354,6 +354,15 @@ def watch(
             show_default=False,
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="debug, info (default), warning or error; overrides --quiet. At debug the "
+            "WebSocket and HTTP libraries log too. Secrets are masked at every level.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print every finalized block, in order, exactly once, with no gaps.
 
@@ -371,8 +380,13 @@ def watch(
     # Imported here so `blockfeed --help` stays fast and serve's module is not a hard dependency.
     import logging
 
-    from blockfeed.cli.serve import configure_logging
+    from blockfeed.cli.serve import LOG_LEVELS, configure_logging
 
+    if log_level is not None and log_level.lower() not in LOG_LEVELS:
+        raise fail(
+            "watch", f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}",
+            EXIT_BAD_INPUT,
+        )
     try:
         level, wanted = contents_options(contents, events)
         options = WatchOptions(
@@ -390,9 +404,11 @@ def watch(
         )
     except ConfigError as exc:
         raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
-    configure_logging(str(log_format), logging.WARNING if quiet else logging.INFO)
-    for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise here
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    log_at = log_level.upper() if log_level is not None else ("WARNING" if quiet else "INFO")
+    configure_logging(str(log_format), log_at)
+    if log_at != "DEBUG":
+        for chatty in ("httpx", "httpcore", "websockets"):  # one line per request is noise
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         code = asyncio.run(_watch(options, sys.stdout))
     except ChainDiverged as exc:

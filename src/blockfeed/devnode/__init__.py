@@ -66,7 +66,8 @@ Example::
     asyncio.run(main())
 
 Or from a shell: ``blockfeed devnode --block-time 1 --control-port 9945 --scenario demo.json``
-and ``curl -X POST localhost:9945/faults -d '{"kind": "restart", "seconds": 5}'``.
+and ``curl -X POST localhost:9945/faults -H 'Content-Type: application/json'
+-d '{"kind": "restart", "seconds": 5}'``.
 """
 
 from blockfeed.devnode.chain import Chain, Tick

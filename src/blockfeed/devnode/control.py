@@ -9,14 +9,21 @@
     DELETE /faults/<id>   -> 200 {"cleared": 1} | 404    (an id like "f3", or a kind)
     GET    /status        -> 200 {best, finalized, urls, faults, stats}
 
-It listens on its own port so a ``restart`` fault never takes it down.
+It listens on its own port so a ``restart`` fault never takes it down, on loopback unless
+``--control-host`` says otherwise. It has no authentication, so it keeps web pages out: a POST
+must say ``Content-Type: application/json`` (a browser cannot send that cross-origin without a
+preflight, which is refused), a request whose ``Origin`` is not this server is refused (403), and
+so is one whose ``Host`` is a name other than ``localhost`` or the address it listens on (a
+DNS-rebinding page names its own host).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from blockfeed.devnode.faults import FAULT_SPECS, InvalidFault
@@ -33,6 +40,8 @@ if TYPE_CHECKING:
 
 MAX_CONTROL_BODY_BYTES = 64 * 1024
 STOP_GRACE_S = 2.0
+DEFAULT_CONTROL_HOST = "127.0.0.1"
+"""Loopback: anything that can reach the control port can inject faults."""
 _log = logging.getLogger("blockfeed.devnode")
 
 
@@ -119,7 +128,9 @@ class ControlServer:
                     writer.write(json_response(status, {"error": str(exc)}, keep_alive=False))
                     await writer.drain()
                     return
-                status, payload = self.handle(request.method, request.path, body)
+                status, payload = self.handle(
+                    request.method, request.path, body, request.headers
+                )
                 writer.write(json_response(status, payload, keep_alive=request.keep_alive))
                 await writer.drain()
                 if not request.keep_alive:
@@ -134,8 +145,16 @@ class ControlServer:
             if task is not None:
                 self._tasks.discard(task)
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
-        """Route one request; returns (status, JSON payload). Never raises."""
+    def handle(
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """Route one request; returns (status, JSON payload). Never raises.
+
+        ``headers`` have lower-cased names, as :func:`read_request` gives them.
+        """
+        refused = self._refusal(method, headers or {})
+        if refused is not None:
+            return refused
         path = path.split("?", 1)[0].rstrip("/") or "/"
         node = self._node
         now = node.faults.now()
@@ -171,6 +190,32 @@ class ControlServer:
                 "stats": node.stats.to_dict(),
             }
         return 404, {"error": f"unknown path {path[:100]!r}; try /faults or /status"}
+
+    def _refusal(self, method: str, headers: Mapping[str, str]) -> tuple[int, Any] | None:
+        """Why a request that may come from a web page is refused, or None to serve it."""
+        host = headers.get("host", "")
+        if host and not self._host_allowed(host):
+            return 403, {"error": f"Host {host[:100]!r} is not this control server"}
+        origin = headers.get("origin")
+        if origin is not None and origin != f"http://{host}":
+            return 403, {"error": "cross-origin requests are refused"}
+        if method == "POST":
+            media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if media_type != "application/json":
+                return 415, {"error": "POST needs Content-Type: application/json"}
+        return None
+
+    def _host_allowed(self, host_header: str) -> bool:
+        """A Host header naming an IP address, localhost or the configured host."""
+        name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+        name = name.strip("[]").lower()
+        if name in ("localhost", self._host.lower()):
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     def _inject(self, body: bytes) -> tuple[int, Any]:
         try:

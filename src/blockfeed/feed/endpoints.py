@@ -8,11 +8,11 @@ the status page see is the *label*: the redacted URL (made unique), never the UR
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from dataclasses import dataclass, replace
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from blockfeed.errors import ConfigError
-from blockfeed.util.redact import redact_url
+from blockfeed.util.redact import endpoint_labels, redact_url
 
 NETWORKS: dict[str, str] = {
     "finney": "wss://entrypoint-finney.opentensor.ai:443",
@@ -64,7 +64,6 @@ def build_endpoints(
             f"http_endpoints must have one entry per endpoint ({len(urls)}), got {len(http_urls)}"
         )
     endpoints: list[Endpoint] = []
-    seen: dict[str, int] = {}
     for index, url in enumerate(urls):
         if not isinstance(url, str):
             raise ConfigError(f"endpoint URLs must be strings, got {type(url).__name__}")
@@ -75,11 +74,9 @@ def build_endpoints(
         else:
             _split(given, ("http", "https"), "HTTP")
             http = given
-        label = redact_url(url)
-        seen[label] = seen.get(label, 0) + 1
-        if seen[label] > 1:
-            label = f"{label}#{seen[label]}"
-        endpoints.append(Endpoint(ws_url=url, http_url=http, label=label))
+        endpoints.append(Endpoint(ws_url=url, http_url=http, label=""))
+    labels = endpoint_labels([endpoint.ws_url for endpoint in endpoints])
+    endpoints = [replace(e, label=label) for e, label in zip(endpoints, labels, strict=True)]
     return endpoints
 
 
@@ -92,4 +89,12 @@ def _split(url: str, schemes: tuple[str, ...], what: str) -> SplitResult:
     if parts.scheme not in schemes or not parts.hostname:
         wanted = " or ".join(f"{s}://" for s in schemes)
         raise ConfigError(f"{what} endpoint must start with {wanted}: {redact_url(url)}")
+    try:  # the clients decode the credentials at connect time; fail here, not in a retry loop
+        for part in (parts.username, parts.password):
+            unquote(part or "", errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"the credentials in {what} URL {redact_url(url)} are not valid percent-encoded "
+            "UTF-8 (encode special characters, e.g. %40 for @)"
+        ) from None
     return parts

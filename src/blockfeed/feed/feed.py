@@ -387,6 +387,12 @@ class BlockFeed:
         """Call ``hook(event)`` (sync or async) for every :class:`FeedEvent`; errors are logged."""
         self._hooks.append(hook)
 
+    def emit_event(self, event: FeedEvent) -> None:
+        """Publish ``event`` as one of the feed's own (a sink that refuses to write into a
+        stream of another chain, say): it reaches the log, ``status().recent_events``, and
+        every event hook (the gateway's SSE stream, metrics and alerts)."""
+        self._emit_event(event)
+
     def request_reconnect(self, reason: str = "requested") -> None:
         """Recycle the socket now (e.g. an operator's request)."""
         self._call(lambda now, f: f.request_reconnect(reason, now))

@@ -12,22 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from blockfeed.config import MEMORY_STATE, Settings
-from blockfeed.errors import StoreError
 
 
 def open_state_store(settings: Settings) -> Any:
-    """Open the SQLite store at the configured path (creating its directory)."""
+    """Open the SQLite store at the configured path.
+
+    The store owns its path: it creates a missing directory (0700) and the file (0600) itself,
+    exactly as for ``watch``.
+    """
     from blockfeed.store import open_store
 
-    path = settings.resolved_state()
-    if path != MEMORY_STATE:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the state directory for {path!r}: {exc.strerror}"
-            ) from None
-    return open_store(path)
+    return open_store(settings.resolved_state())
 
 
 def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
@@ -77,8 +72,13 @@ async def running_sinks(settings: Settings, feed: Any, store: Any) -> AsyncItera
         )
         for url in settings.sink_urls()
     ]
+    # A sink's own events (a Redis stream of another chain) join the feed's, so they reach the
+    # log, /status, the SSE stream and the alert hooks like every other event.
+    emit = getattr(feed, "emit_event", None)
     async with AsyncExitStack() as stack:
         for sink in sinks:
+            if emit is not None and hasattr(sink, "add_event_hook"):
+                sink.add_event_hook(emit)
             sink.attach(feed)
             await sink.start()
             stack.push_async_callback(sink.aclose)

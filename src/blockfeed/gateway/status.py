@@ -14,7 +14,7 @@ from typing import Any
 from blockfeed.gateway.hub import block_payload, event_payload
 from blockfeed.gateway.protocols import StatusLike
 from blockfeed.types import FeedEvent, Mode
-from blockfeed.util.redact import redact_url
+from blockfeed.util.redact import redact_text, redact_url
 
 TIMELINE_KEEP_S = 24 * 3600.0
 """The timeline covers at most the last 24 hours."""
@@ -82,7 +82,7 @@ class ModeTimeline:
 def scrub(value: Any) -> Any:
     """Make event details JSON-safe and mask any URL in them (they may carry API keys)."""
     if isinstance(value, str):
-        return redact_url(value) if _URLISH.match(value) else value
+        return redact_url(value) if _URLISH.match(value) else redact_text(value)
     if isinstance(value, dict):
         return {str(k): scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -10,17 +10,14 @@ is retried once on a fresh connection, within the same deadline; refused connect
 timeouts are not retried here (the caller's backoff decides).
 
 httpx logs every request's full URL at INFO (``HTTP Request: POST https://host/<key> ...``), and
-httpcore traces at DEBUG; an API key in an endpoint URL would reach the application's logs. The
-first :class:`HttpRpc` therefore installs :class:`RedactUrlFilter` on those loggers, which
-rewrites every URL in a record's message and arguments with ``redact_url``.
+httpcore traces at DEBUG; an API key in an endpoint URL would reach the application's logs. Every
+:class:`HttpRpc` therefore installs :func:`blockfeed.util.logmask.install_log_redaction`, which
+masks those loggers' records (and websockets' and uvicorn's) at every level.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +27,8 @@ import httpx
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError, RpcTransportError
 from blockfeed.rpc import jsonrpc
 from blockfeed.rpc._errors import describe, safe_cause
-from blockfeed.util.redact import redact_path, redact_url
+from blockfeed.util.logmask import LIBRARY_LOGGERS, RedactFilter, install_log_redaction
+from blockfeed.util.redact import redact_url
 
 DEFAULT_TIMEOUT_S = 5.0
 """Whole-request deadline (connect + send + wait + read), not per network operation."""
@@ -50,68 +48,10 @@ class _DroppedConnection(Exception):
     """Internal: retry this request once."""
 
 
-HTTP_LIBRARY_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "httpcore.socks",
-    "websockets.client",
-)
-"""Where httpx and httpcore log (a logger's filters do not apply to its children's records, so
-every one of them gets the filter). websockets logs the request path, not the URL, at DEBUG."""
-_URL_IN_TEXT = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
-_filter_lock = threading.Lock()
-_filter_installed = False
-
-
-def _redact_text(text: str) -> str:
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
-
-
-def _redact_arg(value: Any) -> Any:
-    if isinstance(value, httpx.URL):
-        return redact_url(str(value))
-    if isinstance(value, str):
-        if value.startswith("/"):
-            return redact_path(value)
-        return _redact_text(value)
-    if isinstance(value, bytes | int | float | bool) or value is None:
-        return value
-    text = str(value)  # any other object: keep it only if its text holds no URL
-    redacted = _redact_text(text)
-    return value if redacted == text else redacted
-
-
-class RedactUrlFilter(logging.Filter):
-    """Rewrites every URL in a log record (message and arguments) with ``redact_url``.
-
-    It never drops a record; a record it cannot make sense of is passed on unchanged.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = _redact_text(record.msg)
-        args = record.args
-        if isinstance(args, tuple):
-            record.args = tuple(_redact_arg(arg) for arg in args)
-        elif isinstance(args, Mapping):
-            record.args = {key: _redact_arg(value) for key, value in args.items()}
-        return True
-
-
-def install_log_redaction() -> None:
-    """Put one :class:`RedactUrlFilter` on the httpx and httpcore loggers (once per process)."""
-    global _filter_installed
-    with _filter_lock:
-        if _filter_installed:
-            return
-        redactor = RedactUrlFilter()
-        for name in HTTP_LIBRARY_LOGGERS:
-            logging.getLogger(name).addFilter(redactor)
-        _filter_installed = True
+HTTP_LIBRARY_LOGGERS = LIBRARY_LOGGERS
+"""Every logger that gets the redacting filter (see :mod:`blockfeed.util.logmask`)."""
+RedactUrlFilter = RedactFilter
+"""The filter's former name here; it now lives in :mod:`blockfeed.util.logmask`."""
 
 
 def _retry_after_s(value: str | None) -> float | None:

@@ -5,6 +5,12 @@ the adds cannot interleave with another publisher's, and the batch stops at the 
 must not be added (a pipeline would go on adding later blocks after a failed one and leave a
 hole that nobody could fill, since Redis refuses IDs below the top).
 
+First, when the publisher knows its chain (``ARGV[2]``, a genesis hash), the script compares it
+with the genesis recorded in the stream's meta hash (``KEYS[2]``, field ``genesis``): another
+chain's stream refuses the whole batch (``"chain <recorded genesis>"``); a stream without one
+records ours (the first publisher claims it). So two chains can never meet in one stream, not
+even when one is far ahead of the other (its blocks would otherwise go in "after a gap").
+
 Per block the script:
 
 1. looks at the stream's top entry; an entry without a ``hash`` field means the stream is not
@@ -37,8 +43,18 @@ local function get_field(flat, name)
 end
 
 local stream, maxlen = KEYS[1], ARGV[1]
+local meta, genesis = KEYS[2], ARGV[2]
+if genesis ~= '' then
+  local recorded = redis.call('HGET', meta, 'genesis')
+  if recorded and recorded ~= genesis then
+    return {'chain ' .. recorded}
+  end
+  if not recorded then
+    redis.call('HSET', meta, 'genesis', genesis)
+  end
+end
 local out = {}
-local i = 2
+local i = 3
 while i <= #ARGV do
   local id, number = ARGV[i], tonumber(ARGV[i + 1])
   local hash, parent = ARGV[i + 2], ARGV[i + 3]
@@ -102,7 +118,14 @@ while i <= #ARGV do
 end
 return out
 """
-"""``KEYS[1]``: the stream. ``ARGV[1]``: approximate MAXLEN (``"0"``: no cap). Then per block:
+"""``KEYS[1]``: the stream; ``KEYS[2]``: its meta hash. ``ARGV[1]``: approximate MAXLEN (``"0"``:
+no cap); ``ARGV[2]``: the publisher's genesis hash (``""``: unknown, not checked). Then per block:
 ID, number, hash, parent hash, field-value count, fields and values. Returns one code per block
-handled, in order, and, when it stopped early, one last string: ``"foreign <top id>"``,
-``"mismatch <hash in stream>"``, ``"parent <hash of the block before>"`` or ``"error <text>"``."""
+handled, in order, and, when it stopped early, one last string: ``"chain <recorded genesis>"``,
+``"foreign <top id>"``, ``"mismatch <hash in stream>"``, ``"parent <hash of the block before>"``
+or ``"error <text>"``."""
+
+
+def meta_key(stream: str) -> str:
+    """The hash next to ``stream`` that records which chain it carries (field ``genesis``)."""
+    return f"{stream}:meta"

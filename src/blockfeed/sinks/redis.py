@@ -16,6 +16,12 @@ Why exactly once, in order, with several publishers and restarts on both sides:
   (re)connect the publisher first reads the stream's top entry and, with a store, re-publishes
   from the store's recent-block window whatever lies between that top and the outbox (the blocks
   a crash caught after the checkpoint but before the outbox).
+* **A stream carries one chain.** The stream's meta hash (``<stream>:meta``, field ``genesis``)
+  records the genesis hash of the chain in it; the first publisher that knows its chain records
+  it. A publisher for another chain refuses loudly (an error log line, ``status()["wrong_chain"]``
+  and a ``sink_wrong_chain`` event to its hooks) and publishes nothing, instead of adding its
+  blocks "after a gap" when it happens to be ahead. To reuse a stream name for another chain,
+  delete both keys.
 * **Consumers read from their own last ID** (:mod:`.redis_consumer`): ``XREAD`` returns only IDs
   above it, and the consumer checks that numbers are consecutive and parent-linked, raising
   :class:`StreamGap` (trimmed or never published) or :class:`VerificationError` instead of ever
@@ -32,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -64,7 +71,7 @@ from blockfeed.sinks._redis_base import (
 )
 from blockfeed.sinks._stream_entries import entry_fields, stream_id
 from blockfeed.sinks.redis_consumer import FROM_FIRST, StreamConsumer, consume
-from blockfeed.types import Block
+from blockfeed.types import Block, FeedEvent
 from blockfeed.util.redact import redact_url
 
 __all__ = [
@@ -90,9 +97,16 @@ DEFAULT_CLOSE_DRAIN_S = 2.0
 DEFAULT_SUBSCRIBER_MAXSIZE = 10_000
 
 
+WRONG_CHAIN_EVENT = "sink_wrong_chain"
+"""Event kind sent to the publisher's hooks when the stream belongs to another chain."""
+
+EventHook = Callable[[FeedEvent], Any]
+
+
 class PublisherStore(OutboxStore, Protocol):
     """What the publisher uses of :class:`blockfeed.store.CheckpointStore`."""
 
+    def bound_chain(self) -> str | None: ...
     def checkpoint(self) -> tuple[int, str] | None: ...
     def window_bounds(self) -> tuple[int, int] | None: ...
     def get_range(self, start: int, limit: int) -> list[Block]: ...
@@ -108,6 +122,14 @@ class _Subscribable(Protocol):
 
 class _Refused(Exception):
     """The stream refused a block for a reason that reconnecting will not fix."""
+
+
+class _WrongChain(_Refused):
+    """The stream records another chain's genesis hash."""
+
+    def __init__(self, message: str, recorded: str) -> None:
+        super().__init__(message)
+        self.recorded = recorded
 
 
 class RedisPublisher:
@@ -128,6 +150,9 @@ class RedisPublisher:
     * ``maxlen``: ``XADD MAXLEN ~`` cap on the stream's length (``None``: no cap).
     * ``reconnect_delays``: a factory of retry delays (seconds) for one outage; the default is
       exponential backoff with full jitter, 0.2 s doubling up to 5 s.
+    * ``genesis_hash``: the chain this publisher feeds; default: the one ``store`` is bound to
+      (the feed records it at start). The stream records it and refuses other chains; with
+      neither, the stream's chain is not checked.
     """
 
     kind = "redis"
@@ -148,6 +173,7 @@ class RedisPublisher:
         idle_ping_s: float = DEFAULT_IDLE_PING_S,
         close_drain_s: float = DEFAULT_CLOSE_DRAIN_S,
         reconnect_delays: ReconnectDelays = default_reconnect_delays,
+        genesis_hash: str | None = None,
     ) -> None:
         self._url = check_redis_url(url)
         self.stream = check_stream_name(stream)
@@ -158,6 +184,10 @@ class RedisPublisher:
         self.url = redact_url(url)
         """The Redis URL with credentials masked; safe to print."""
         self._store = store
+        self._genesis = _check_genesis(genesis_hash)
+        self._hooks: list[EventHook] = []
+        self._wrong_chain: str | None = None
+        """The genesis the stream records, while it is not ours."""
         self._outbox: Outbox = (
             MemoryOutbox(limit=outbox_limit)
             if store is None
@@ -189,7 +219,10 @@ class RedisPublisher:
 
         self._last_enqueued: int | None = None
         self._last_published: int | None = None
-        self._counts = {"published": 0, "duplicates": 0, "dropped": 0, "gaps": 0, "ignored": 0}
+        self._counts = {
+            "published": 0, "duplicates": 0, "dropped": 0, "gaps": 0, "ignored": 0,
+            "wrong_chain": 0,
+        }
         self._errors = 0
         self._reconnects = 0
         self._last_error: str | None = None
@@ -219,6 +252,10 @@ class RedisPublisher:
         subscription = feed.subscribe(self.publish, name="redis", maxsize=maxsize)
         self._subscription = subscription
         return subscription
+
+    def add_event_hook(self, hook: EventHook) -> None:
+        """Call ``hook(event)`` for the publisher's events (today: ``sink_wrong_chain``)."""
+        self._hooks.append(hook)
 
     async def publish(self, block: Block) -> None:
         """Queue ``block`` for the stream. Never waits for Redis."""
@@ -312,6 +349,10 @@ class RedisPublisher:
             "errors": self._errors,
             "reconnects": self._reconnects,
             "last_error": self._last_error,
+            "genesis": self._genesis,
+            "wrong_chain": self._wrong_chain is not None,
+            "stream_genesis": self._wrong_chain,
+            "wrong_chain_refusals": self._counts["wrong_chain"],
         }
 
     # -- the drain task ----------------------------------------------------------------------
@@ -326,6 +367,7 @@ class RedisPublisher:
             healthy = False
             try:
                 await client.ping()
+                await self._check_chain(client)
                 top = await self._stream_top(client)
                 self._on_connected()
                 healthy = True
@@ -333,7 +375,7 @@ class RedisPublisher:
             except (RedisError, OSError) as exc:
                 self._on_connection_lost(exc)
             except _Refused as exc:
-                self._record_error(str(exc))
+                self._refused(exc)
             except StoreError as exc:
                 self._record_error(f"the store failed: {exc}")
             except Exception as exc:  # a bug: keep the outbox draining, but say so loudly
@@ -367,7 +409,7 @@ class RedisPublisher:
                 self._update_empty()
                 refusals = iter(self._reconnect_delays())
             except _Refused as exc:
-                self._record_error(str(exc))
+                self._refused(exc)
                 await self._sleep(next(refusals, DEFAULT_BACKOFF_CAP_S))
             except StoreError as exc:
                 self._record_error(f"outbox store failed: {exc}")
@@ -382,6 +424,33 @@ class RedisPublisher:
             await asyncio.wait_for(self._wake.wait(), self._idle_ping_s)
         except TimeoutError:
             await client.ping()
+
+    async def _our_chain(self) -> str | None:
+        """Our genesis hash: given, or the store's once the feed has bound it."""
+        if self._genesis is None and self._store is not None:
+            bound = await asyncio.to_thread(self._store.bound_chain)
+            self._genesis = _check_genesis(bound)
+        return self._genesis
+
+    async def _check_chain(self, client: Any) -> None:
+        """Refuse (before anything else) a stream that records another chain's genesis."""
+        ours = await self._our_chain()
+        if ours is None:
+            return
+        recorded = await client.hget(script.meta_key(self.stream), "genesis")
+        if recorded is not None and str(recorded) != ours:
+            raise self._wrong_chain_error(str(recorded))
+        if self._wrong_chain is not None:
+            logger.info("Redis stream %r: chain check passes again; publishing", self.stream)
+            self._wrong_chain = None
+
+    def _wrong_chain_error(self, recorded: str) -> _WrongChain:
+        return _WrongChain(
+            f"Redis stream {self.stream!r} carries the chain with genesis {recorded}, but this "
+            f"publisher follows genesis {self._genesis}: not publishing into it (use another "
+            "--stream for this chain)",
+            recorded,
+        )
 
     async def _stream_top(self, client: Any) -> int | None:
         """Read the stream's newest entry: what a (re)started publisher continues from."""
@@ -436,7 +505,7 @@ class RedisPublisher:
 
     async def _add(self, add: Any, blocks: list[Block]) -> None:
         """Run the add script on ``blocks``; raise :class:`_Refused` where it stopped."""
-        args: list[str | int] = [self._maxlen]
+        args: list[str | int] = [self._maxlen, await self._our_chain() or ""]
         for block in blocks:
             fields = entry_fields(block)
             args += [stream_id(block.number), block.number, block.hash, block.parent_hash]
@@ -444,13 +513,15 @@ class RedisPublisher:
             for name, value in fields.items():
                 args += [name, value]
         try:
-            reply = await add(keys=[self.stream], args=args)
+            reply = await add(keys=[self.stream, script.meta_key(self.stream)], args=args)
         except RedisResponseError as exc:
             raise _Refused(
                 f"Redis refused the add script: {describe_error(exc, self._url)}"
             ) from exc
         codes = list(reply)
         failure = codes.pop() if codes and isinstance(codes[-1], str) else None
+        if failure is not None and failure.startswith("chain "):
+            raise self._wrong_chain_error(failure.removeprefix("chain "))
         for block, code in zip(blocks, codes, strict=False):
             self._tally(block, int(code))
         if failure is not None:
@@ -562,6 +633,34 @@ class RedisPublisher:
         else:
             logger.debug("%s; retrying", message)
 
+    def _refused(self, exc: _Refused) -> None:
+        """Record a refusal; a wrong chain is also counted and, once per episode, an event."""
+        if isinstance(exc, _WrongChain):
+            self._counts["wrong_chain"] += 1
+            if self._wrong_chain is None:
+                self._wrong_chain = exc.recorded
+                self._emit(
+                    FeedEvent(
+                        kind=WRONG_CHAIN_EVENT,
+                        at=time.time(),
+                        reason=str(exc),
+                        details={
+                            "stream": self.stream,
+                            "stream_genesis": exc.recorded,
+                            "genesis": self._genesis,
+                            "redis": self.url,
+                        },
+                    )
+                )
+        self._record_error(str(exc))
+
+    def _emit(self, event: FeedEvent) -> None:
+        for hook in list(self._hooks):
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("Redis publisher event hook raised on %s", event.kind)
+
     def _record_error(self, message: str) -> None:
         self._errors += 1
         self._last_error = message
@@ -573,3 +672,16 @@ class RedisPublisher:
         """Sleep ``delay_s``, or less if the publisher is closing."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closing.wait(), delay_s)
+
+
+def _check_genesis(value: str | None) -> str | None:
+    """A 0x-prefixed 32-byte hex hash, lower-cased; ConfigError for anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 66 or not value.startswith("0x"):
+        raise ConfigError(f"genesis_hash must be a 0x-prefixed 32-byte hex string, got {value!r}")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise ConfigError(f"genesis_hash is not valid hex: {value!r}") from None
+    return value.lower()

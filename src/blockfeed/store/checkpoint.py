@@ -21,9 +21,11 @@ Durability (WAL, ``synchronous=NORMAL``)
     would fsync every block for no gain in the guarantee, so it is not used.
 
 Failure modes (each a StoreError whose message says what happened and what to do)
-    * corrupt file, or a file that is not a database / not blockfeed's: refused, never replaced;
+    * corrupt file, or a file that is not a database / not blockfeed's: refused, never replaced,
+      never modified (its header is read before SQLite opens it: see ``schema.check_file_header``);
     * locked by another process: a second feed on the same file is refused at open (an exclusive
-      ``flock`` on ``<file>.lock``); SQLite's busy timeout covers brief outside readers;
+      ``flock`` on the file itself, so a symlink or hard link meets the same lock: see
+      :mod:`blockfeed.store.lock`); SQLite's busy timeout covers brief outside readers;
     * read-only file or directory: refused at open;
     * disk full: the failing write is rolled back whole (the checkpoint does not move); the
       caller may retry later;
@@ -32,6 +34,9 @@ Failure modes (each a StoreError whose message says what happened and what to do
 A checkpoint ahead of the node's finalized head (a node that is still syncing, or a lagging
 endpoint) is the feed's business: it waits for the chain to reach checkpoint + 1, it does not
 rewind. The store only records where the feed was.
+
+Permissions: new state files (and their -wal / -shm) are 0600 and a directory created for them
+0700; an existing file of this user that is readable by others is narrowed to 0600 at open.
 
 Thread safety: every method takes an internal lock, so the feed may call the store from a worker
 thread (``asyncio.to_thread``) while the gateway reads it from the event loop.
@@ -45,7 +50,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -53,14 +58,16 @@ from typing import Literal
 
 from blockfeed.errors import ConfigError, StoreError
 from blockfeed.store import failures
-from blockfeed.store.lock import StateLock
-from blockfeed.store.paths import default_state_path
+from blockfeed.store.lock import FILE_MODE, StateLock
+from blockfeed.store.paths import STATE_ENV_VAR, default_state_path
 from blockfeed.store.rows import BLOCK_COLUMNS, block_to_row, row_to_block
-from blockfeed.store.schema import migrate
+from blockfeed.store.schema import check_file_header, migrate
 from blockfeed.types import Block
 
 logger = logging.getLogger("blockfeed.store")
 
+DIR_MODE = 0o700
+"""A directory the store creates (and blockfeed's default data directory) is private."""
 MEMORY = ":memory:"
 """Pass as the path for a store that lives only as long as the process (no file, no lock)."""
 DEFAULT_WINDOW = 10_000
@@ -474,6 +481,8 @@ def open_store(
     _check_location(file_path)
     lock = StateLock(file_path)
     try:
+        check_file_header(lock.fd, str(file_path))
+        _narrow_mode(lock.fd, file_path)
         try:
             conn = sqlite3.connect(
                 str(file_path),
@@ -503,12 +512,13 @@ def _check_location(path: Path) -> None:
     parent = path.parent
     if not parent.exists():
         try:
-            parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            parent.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the state directory {parent}: {exc.strerror or exc}. Create it, "
                 "or choose another state file (--state / BLOCKFEED_STATE)"
             ) from exc
+    _narrow_default_dir(parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise StoreError(
             f"the state directory {parent} is read-only for this user (SQLite needs to create "
@@ -522,9 +532,49 @@ def _check_location(path: Path) -> None:
         )
 
 
-def _prepare(conn: sqlite3.Connection, path: str, *, wal: bool) -> None:
-    """Set the pragmas, verify the file and migrate it; any trouble becomes a StoreError."""
+def _narrow_default_dir(directory: Path) -> None:
+    """Make blockfeed's own per-user data directory 0700 if an older version left it open.
+
+    Only that directory: one the user chose (``--state /srv/x/state.sqlite``) keeps its mode.
+    """
+    environ = {k: v for k, v in os.environ.items() if k != STATE_ENV_VAR}
     try:
+        if directory.resolve() != default_state_path(environ).parent.resolve():
+            return
+        info = directory.stat()
+        if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            directory.chmod(DIR_MODE)
+    except OSError as exc:
+        logger.warning("could not make %s private: %s", directory, exc.strerror)
+
+
+def _narrow_mode(fd: int, path: Path) -> None:
+    """Make a state file of this user (and its -wal / -shm) private, if it is not already."""
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or not info.st_mode & 0o077:
+            return
+        os.fchmod(fd, FILE_MODE)
+        real = os.path.realpath(path)
+        for suffix in ("-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.chmod(real + suffix, FILE_MODE)
+    except OSError as exc:
+        logger.warning("could not make state file %s private: %s", path, exc.strerror)
+
+
+def _prepare(conn: sqlite3.Connection, path: str, *, wal: bool) -> None:
+    """Verify the file, migrate it, then set WAL; any trouble becomes a StoreError.
+
+    The first migration runs before the switch to WAL, so a new file's header (with our
+    ``application_id``) is written into the main file, where ``check_file_header`` reads it.
+    """
+    try:
+        conn.execute("PRAGMA synchronous = NORMAL")
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if [tuple(row) for row in check] != [("ok",)]:
+            raise failures.corrupt(path, f"integrity check: {check[0][0]}")
+        migrate(conn, path)
         if wal:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -532,11 +582,6 @@ def _prepare(conn: sqlite3.Connection, path: str, *, wal: bool) -> None:
                     f"state file {path}: SQLite refused WAL mode (got {mode!r}); is the file on "
                     "a network file system? Put it on a local disk"
                 )
-        conn.execute("PRAGMA synchronous = NORMAL")
-        check = conn.execute("PRAGMA quick_check").fetchall()
-        if [tuple(row) for row in check] != [("ok",)]:
-            raise failures.corrupt(path, f"integrity check: {check[0][0]}")
-        migrate(conn, path)
         # A write at open proves the file is writable now, not at the first block.
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(

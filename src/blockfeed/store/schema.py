@@ -9,9 +9,13 @@ To change the schema, append a migration; never edit a released one.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
+from urllib.parse import quote
 
 from blockfeed.errors import StoreError
+from blockfeed.store import failures
 
 APPLICATION_ID = 0x626C6B66
 """ASCII ``blkf``: written into the SQLite header so other tools (and we) can recognise the file."""
@@ -51,6 +55,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_BYTES = 100
+APPLICATION_ID_OFFSET = 68
+"""Where ``PRAGMA application_id`` lives in the 100-byte SQLite file header (big-endian)."""
+
+
+def check_file_header(fd: int, path: str) -> None:
+    """Refuse a file that is not blockfeed's by reading its header, before SQLite touches it.
+
+    An empty file is a new store. Anything else must be an SQLite file carrying
+    :data:`APPLICATION_ID`. The id is set in the first transaction, which runs before the
+    switch to WAL, so it is in the main file from the start. Only a file whose header lacks it
+    while a ``-wal`` file exists (a store of an older blockfeed killed before its first WAL
+    checkpoint) is asked again, through a read-only SQLite connection. Nothing is written: no
+    journal mode change, no lock file, no migration.
+    """
+    if os.fstat(fd).st_size == 0:
+        return
+    head = os.pread(fd, HEADER_BYTES, 0)
+    if len(head) < HEADER_BYTES or not head.startswith(SQLITE_MAGIC):
+        raise failures.corrupt(path, "no SQLite header")
+    app_id = int.from_bytes(head[APPLICATION_ID_OFFSET : APPLICATION_ID_OFFSET + 4], "big")
+    if app_id == APPLICATION_ID:
+        return
+    wal = Path(os.path.realpath(path) + "-wal")
+    if app_id == 0 and wal.is_file() and wal.stat().st_size > 0 and _read_only_id(path) == (
+        APPLICATION_ID
+    ):
+        return
+    raise _foreign(path)
+
+
+def _read_only_id(path: str) -> int | None:
+    """``PRAGMA application_id`` through a read-only connection, None if it cannot be read."""
+    try:
+        conn = sqlite3.connect(f"file:{quote(os.path.realpath(path))}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return _pragma_int(conn, "application_id")
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:
