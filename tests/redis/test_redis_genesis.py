@@ -144,7 +144,7 @@ async def test_serve_on_another_chain_reports_the_refusal_as_a_feed_event(
     from blockfeed.config import Settings
     from blockfeed.devnode import DevNode, DevNodeConfig
     from blockfeed.feed import BlockFeed
-    from blockfeed.gateway.runtime import redis_publisher
+    from blockfeed.gateway.runtime import running_sinks
 
     settings = Settings(redis_url=redis_server.url, redis_stream=stream_name)
     client = redis_server.client()
@@ -157,9 +157,9 @@ async def test_serve_on_another_chain_reports_the_refusal_as_a_feed_event(
             BlockFeed([node.ws_url], store=store, block_time_s=0.05, log_blocks=False)
             for node, store in zip((node_a, node_b), stores, strict=True)
         ]
-        async with feeds[0], redis_publisher(settings, feeds[0], stores[0]):
+        async with feeds[0], running_sinks(settings, feeds[0], stores[0]):
             await wait_until(lambda: client.xlen(stream_name) >= 3)
-        async with feeds[1], redis_publisher(settings, feeds[1], stores[1]):
+        async with feeds[1], running_sinks(settings, feeds[1], stores[1]):
             await wait_until(
                 lambda: any(e.kind == WRONG_CHAIN_EVENT for e in feeds[1].status().recent_events)
             )

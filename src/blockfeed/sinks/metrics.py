@@ -37,6 +37,11 @@ class SinkCollector(Collector):
             f"{PREFIX}_errors", "Errors talking to the target", labels=labels
         )
         written = CounterMetricFamily(f"{PREFIX}_published", "Blocks the sink wrote", labels=labels)
+        wrong_chain = CounterMetricFamily(
+            f"{PREFIX}_wrong_chain_refusals",
+            "Writes refused because the target belongs to another chain (another genesis)",
+            labels=labels,
+        )
         for sink in self._sinks():
             status = sink.status()
             key = [str(status.get("kind", "sink")), str(status.get("url", ""))]
@@ -46,7 +51,8 @@ class SinkCollector(Collector):
             up.add_metric(key, 1.0 if status.get("connected") else 0.0)
             errors.add_metric(key, float(status.get("errors") or 0))
             written.add_metric(key, float(status.get("published") or 0))
-        yield from (lag, last, up, errors, written)
+            wrong_chain.add_metric(key, float(status.get("wrong_chain_refusals") or 0))
+        yield from (lag, last, up, errors, written, wrong_chain)
 
 
 def sink_rows(sinks: Sequence[Any]) -> list[dict[str, Any]]:
