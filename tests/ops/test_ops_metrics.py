@@ -87,7 +87,7 @@ def test_quarantine_label_is_redacted() -> None:
     assert KEY not in text
     got = scrape(collector)
     assert got[("blockfeed_endpoint_quarantined",
-                (("endpoint", "wss://node.example:443/ws/***"),))] == 1
+                (("endpoint", "wss://node.example:443/***"),))] == 1
     assert got[("blockfeed_endpoint_quarantined", (("endpoint", "wss://good.example:443"),))] == 0
 
 
