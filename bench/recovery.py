@@ -177,6 +177,13 @@ class BlockfeedClient:
             self._feed = BlockFeed(urls, block_time_s=block_time_s, follower_config=config)
         self._recorder = recorder
         self._subscription: Any = None
+        self.streaming_at: list[float] = []
+        """Monotonic times the feed entered streaming (the socket restored)."""
+        self._feed.add_event_hook(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        if event.kind == "mode_changed" and str(event.new_mode) == "streaming":
+            self.streaming_at.append(time.monotonic())
 
     @property
     def reconnects(self) -> int:
@@ -297,6 +304,8 @@ class Bench:
             )
             await asyncio.sleep(GRACE_T * self.T)
             bf_status = bf.status()
+            socket_back = next((at - fault_end for at in bf.streaming_at if at >= fault_end),
+                               None) if longest_t > 0 else None
         await node.clear()
         out: dict[str, Any] = {}
         for name, recorder, count, dropped in (
@@ -317,6 +326,7 @@ class Bench:
             row["reconnects"] = count
             row["socket_given_up"] = dropped
             out[name] = row
+        out["blockfeed"]["socket_back_after_fault_end_s"] = round_or_none(socket_back, 3)
         out["blockfeed"]["blocks_by_source"] = dict(getattr(bf_status, "blocks_by_source", {}))
         out["blockfeed"]["transitions"] = dict(getattr(bf_status, "transitions", {}))
         return out
