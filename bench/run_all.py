@@ -5,6 +5,7 @@ Benchmarks (each its own script, run as a subprocess so they never share a proce
 - ``recovery.py``  recovery per fault class vs the first fix, polling mode, per-block overhead;
 - ``fanout.py``    SSE fan-out delay for 1,000 (quick) or 1,000 and 10,000 clients;
 - ``backfill.py``  backfill throughput against a local devnode;
+- ``request_storm.py`` 15 s of errors on every channel: requests and ERROR lines it costs;
 - ``soak.py``      only with ``--soak``: many blocks under every fault class, RSS growth.
 
 Quick mode is the default (a few minutes in all; the soak adds ~2.5 min); ``--full`` runs each
@@ -163,10 +164,22 @@ def soak_figures(result: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def request_storm_figures(result: dict[str, Any]) -> list[Row]:
+    total = result.get("requests_in_window_total")
+    errors = result.get("error_lines_in_window")
+    sound = all(result.get(k) for k in ("consecutive", "linked", "canonical"))
+    return [
+        ("requests during 15 s of errors on every channel", total, "<= 150", _at_most(total, 150)),
+        ("ERROR lines during them", errors, "<= 20", _at_most(errors, 20)),
+        ("every block after them, once, in order, linked", sound, "yes", sound),
+    ]
+
+
 BENCHES = (
     Bench("recovery", ("--quick",), (), recovery_figures),
     Bench("fanout", ("--clients", "1000", "--blocks", "10"), (), fanout_figures),
     Bench("backfill", ("--quick",), (), backfill_figures),
+    Bench("request_storm", (), (), request_storm_figures),
     Bench("soak", ("--blocks", "12000", "--faults-per-class", "100"), (), soak_figures,
           needs_flag="soak"),
 )
