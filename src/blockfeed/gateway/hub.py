@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from blockfeed.gateway.limits import DEFAULT_MAX_CLIENTS, LogThrottle, ReplayPacer
 from blockfeed.types import Block, FeedEvent
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ DEFAULT_RING_SIZE = 2048
 """Recent block frames kept in memory for replay (the store covers older ones)."""
 DEFAULT_CLIENT_QUEUE_SIZE = 1024
 """Frames a client may have pending before it is dropped as too slow."""
-DEFAULT_MAX_CLIENTS = 20_000
+DEFAULT_WRITE_TIMEOUT_S = 30.0
+"""A client whose socket accepts nothing for this long is dropped (it stopped reading)."""
+DROP_LOG_INTERVAL_S = 10.0
+"""Drops are logged at most this often, with a count (2,000 stalled clients: one line)."""
 DEFAULT_KEEPALIVE_S = 15.0
 """Idle streams get a comment this often, so proxies and browsers keep them open."""
 
@@ -146,10 +150,16 @@ class SseHub:
         ring_size: int = DEFAULT_RING_SIZE,
         client_queue_size: int = DEFAULT_CLIENT_QUEUE_SIZE,
         max_clients: int = DEFAULT_MAX_CLIENTS,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        pacer: ReplayPacer | None = None,
     ) -> None:
         self.epoch_length = epoch_length
         self.client_queue_size = client_queue_size
         self.max_clients = max_clients
+        self.write_timeout_s = write_timeout_s
+        self.pacer = pacer or ReplayPacer()
+        """Shares replay work between clients (see ``limits.ReplayPacer``)."""
+        self._drop_log = LogThrottle(DROP_LOG_INTERVAL_S)
         self._clients: set[SseClient] = set()
         self._ring: deque[tuple[Block, bytes]] = deque(maxlen=ring_size)
         self.head: int | None = None
@@ -196,10 +206,23 @@ class SseHub:
         dropped = [client for client in self._clients if not client.push(item)]
         for client in dropped:
             self._clients.discard(client)
-            self.dropped_total += 1
         if dropped:
-            log.warning("dropped %d slow SSE client(s); they may resume with Last-Event-ID",
-                        len(dropped))
+            self._count_drops(len(dropped), "queue full")
+
+    def drop_stalled(self, client: SseClient) -> None:
+        """End a client whose socket took nothing for ``write_timeout_s``."""
+        if client.dropped:
+            return
+        client.end()
+        self._clients.discard(client)
+        self._count_drops(1, f"socket not read for {self.write_timeout_s:g} s")
+
+    def _count_drops(self, count: int, reason: str) -> None:
+        self.dropped_total += count
+        reported = self._drop_log.hit(count)
+        if reported:
+            log.warning("dropped %d slow SSE client(s) (%s); they may resume with Last-Event-ID",
+                        reported, reason)
 
     # --- client side ----------------------------------------------------------------------------
 

@@ -4,6 +4,10 @@
 runs a devnode), so uvicorn runs as one task among several: we bind the socket ourselves (a busy
 port is a plain ``OSError`` before anything starts, and port 0 works), and uvicorn's own signal
 capture is turned off in favour of the caller's.
+
+Bounds (see ``limits.py`` and ``protocol.py``): request heads are limited (431), open
+connections stop below the open-file limit (uvicorn answers 503 past ``limit_concurrency``), and
+accept() failures are logged once per interval instead of once per attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+
+from blockfeed.gateway.limits import connection_limit, install_accept_error_throttle
+from blockfeed.gateway.protocol import BoundedHttpToolsProtocol
 
 GC_THRESHOLDS = (50_000, 20, 10)
 """Young-generation threshold raised from 700: a block fanned out to 10,000 SSE clients allocates
@@ -78,12 +85,15 @@ async def running_server(
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
     shutdown_timeout_s: float = DEFAULT_SHUTDOWN_TIMEOUT_S,
     before_shutdown: Callable[[], Any] | None = None,
+    limit_concurrency: int | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve ``app`` until the block exits; yields where it listens (the real port for 0).
 
     ``before_shutdown`` runs first on exit: the gateway passes ``hub.close_all`` so open event
     streams end at once instead of holding the shutdown for the grace period.
+    ``limit_concurrency`` defaults to what the open-file limit allows (``connection_limit``).
     """
+    install_accept_error_throttle(asyncio.get_running_loop())
     sock = bind(host, port)
     config = uvicorn.Config(
         app,
@@ -92,6 +102,8 @@ async def running_server(
         lifespan="on",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         access_log=False,
+        http=BoundedHttpToolsProtocol,
+        limit_concurrency=limit_concurrency or connection_limit(),
     )
     server = _CallerOwnsSignals(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="blockfeed-gateway")

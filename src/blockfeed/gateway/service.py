@@ -25,22 +25,27 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from blockfeed.codec.header import MAX_BLOCK_NUMBER
 from blockfeed.config import DEFAULT_EPOCH_LENGTH, DEFAULT_NETWORK, Settings
+from blockfeed.errors import ConfigError
 from blockfeed.gateway import models
 from blockfeed.gateway.alerts import AlertDispatcher
 from blockfeed.gateway.hub import (
     DEFAULT_CLIENT_QUEUE_SIZE,
     DEFAULT_KEEPALIVE_S,
-    DEFAULT_MAX_CLIENTS,
     DEFAULT_RING_SIZE,
+    DEFAULT_WRITE_TIMEOUT_S,
     HubFull,
     SseHub,
     block_payload,
     encode_frame,
 )
+from blockfeed.gateway.limits import default_max_sse_clients
 from blockfeed.gateway.metrics import CONTENT_TYPE, GatewayCollector, new_registry, render
 from blockfeed.gateway.protocols import FeedLike, StoreLike, SubscriptionLike
 from blockfeed.gateway.sse import EventStreamResponse
@@ -64,6 +69,10 @@ FEED_SUBSCRIPTION_QUEUE = 10_000
 """The hub's own queue inside the feed; it drains in microseconds per block."""
 BURST_YIELD_EVERY = 64
 """Blocks fanned out back to back before the hub lets the SSE writers run."""
+HUB_FULL_RETRY_AFTER_S = 5
+"""``Retry-After`` of the 503 a stream client gets at the client cap."""
+DOCS_ASSETS = "/docs-assets"
+"""Where the Swagger UI and ReDoc scripts are served from (no CDN: /docs works offline)."""
 API_DESCRIPTION = (
     "Finalized Substrate block headers, exactly once and in order, with a resumable "
     "Server-Sent Events stream, Prometheus metrics and a live dashboard at `/`."
@@ -81,9 +90,19 @@ class GatewayOptions:
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     client_queue_size: int = DEFAULT_CLIENT_QUEUE_SIZE
     ring_size: int = DEFAULT_RING_SIZE
-    max_sse_clients: int = DEFAULT_MAX_CLIENTS
+    max_sse_clients: int = field(default_factory=default_max_sse_clients)
+    """Default: the open-file limit minus a reserve (one descriptor per stream)."""
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     secrets: tuple[str, ...] = ()
     clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None and (
+            not self.admin_token.strip() or self.admin_token != self.admin_token.strip()
+        ):
+            raise ConfigError("admin token must not be blank or start or end with whitespace")
+        if self.max_sse_clients < 1 or self.write_timeout_s <= 0:
+            raise ConfigError("max_sse_clients must be >= 1 and write_timeout_s > 0")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayOptions:
@@ -110,6 +129,7 @@ class Gateway:
             ring_size=options.ring_size,
             client_queue_size=options.client_queue_size,
             max_clients=options.max_sse_clients,
+            write_timeout_s=options.write_timeout_s,
         )
         self.feed: FeedLike | None = None
         self.store: StoreLike | None = None
@@ -254,12 +274,49 @@ def create_app(
         version=_version(),
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.gateway = gateway
+    _add_offline_docs(app)
     if not manage_feed and feed is not None:
         gateway.attach(feed, store)  # usable without a lifespan (ASGI test transports)
     _add_routes(app, gateway)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served by the gateway itself.
+
+    FastAPI's pages load Swagger UI from a CDN, which leaves them blank in an air-gapped
+    deployment. The ``fastapi-offline`` package ships the same assets (Swagger UI 5, which reads
+    OpenAPI 3.1, and ReDoc); we serve its files and render the pages with FastAPI's helpers.
+    """
+    assets = resources.files("fastapi_offline").joinpath("static")  # the package's asset folder
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+    title = f"{app.title} - API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=title,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=title,
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _version() -> str:
@@ -416,15 +473,17 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
             ),
         ] = "",
     ) -> Response:
-        start = from_
-        if last_event_id:
-            start = int(last_event_id) + 1  # wins over ?from=, which EventSource repeats
+        start = _resume_point(from_, last_event_id)
         if start is not None:
             _check_replayable(gw, start)
         try:
             client = gw.hub.register()  # live first, then replay (see sse.py)
         except HubFull as exc:
-            raise HTTPException(503, detail=f"{exc}; retry later") from None
+            raise HTTPException(
+                503,
+                detail=f"{exc}; retry later",
+                headers={"Retry-After": str(HUB_FULL_RETRY_AFTER_S), "Connection": "close"},
+            ) from None
         return EventStreamResponse(
             hub=gw.hub,
             client=client,
@@ -476,6 +535,29 @@ def _outside(number: int, bounds: tuple[int, int] | None) -> str:
     if number < first:
         return f"block {number} is older than the kept window ({first}..{last})"
     return f"block {number} is not finalized yet or not seen (latest is {last})"
+
+
+def _resume_point(from_: int | None, last_event_id: str) -> int | None:
+    """Where a stream starts: after ``Last-Event-ID`` (it wins over ``?from=``, which
+    EventSource repeats), else at ``?from=``; both beyond the last block number get the same 422.
+    """
+    if not last_event_id:
+        return from_
+    start = int(last_event_id) + 1
+    if start > MAX_BLOCK_NUMBER:
+        limit = MAX_BLOCK_NUMBER - 1
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("header", "last-event-id"),
+                    "msg": f"Input should be less than or equal to {limit}",
+                    "input": last_event_id,
+                    "ctx": {"le": limit},
+                }
+            ]
+        )
+    return start
 
 
 def _check_replayable(gw: Gateway, start: int) -> None:

@@ -14,6 +14,9 @@ from blockfeed.types import Block
 
 REPLAY_PAGE = 500
 """Blocks read from the store per query while replaying."""
+ENCODED_CACHE_SIZE = 4096
+"""SSE frames of store blocks kept once encoded: after a restart the ring is empty, and 2,000
+clients replaying the same 400 blocks would otherwise encode each block 2,000 times."""
 
 
 class WindowUnavailable(Exception):
@@ -26,6 +29,8 @@ class BlockWindow:
     def __init__(self, hub: SseHub, store: StoreLike | None) -> None:
         self._hub = hub
         self._store = store
+        self._encoded: dict[tuple[int, str], bytes] = {}
+        """(number, hash) -> frame; finalized blocks never change, so entries never go stale."""
 
     def _store_bounds(self) -> tuple[int, int] | None:
         if self._store is None:
@@ -91,6 +96,16 @@ class BlockWindow:
         for block in rows:
             if block.number != expected:
                 break  # never hand out a gap as if it were consecutive
-            out.append((block, encode_block(block, self._hub.epoch_length)))
+            out.append((block, self._encode(block)))
             expected += 1
         return out
+
+    def _encode(self, block: Block) -> bytes:
+        key = (block.number, block.hash)
+        frame = self._encoded.get(key)
+        if frame is None:
+            frame = encode_block(block, self._hub.epoch_length)
+            if len(self._encoded) >= ENCODED_CACHE_SIZE:
+                del self._encoded[next(iter(self._encoded))]  # oldest insertion first
+            self._encoded[key] = frame
+        return frame
