@@ -50,9 +50,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._reject_head()
 
     def on_message_begin(self) -> None:
+        # Bytes are counted in data_received, before the parser calls this: no reset here.
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
         self._header_count = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -70,6 +70,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._in_head = True  # the next bytes are the next request's head (keep-alive)
         self._head_bytes = 0
 
     def send_400_response(self, msg: str) -> None:
