@@ -31,6 +31,8 @@ DEFAULT_CLIENT_QUEUE_SIZE = 1024
 """Frames a client may have pending before it is dropped as too slow."""
 DEFAULT_WRITE_TIMEOUT_S = 30.0
 """A client whose socket accepts nothing for this long is dropped (it stopped reading)."""
+STREAMS_PER_SLICE = 20
+"""Stream setups per 20 ms slice (1,000 a second)."""
 DROP_LOG_INTERVAL_S = 10.0
 """Drops are logged at most this often, with a count (2,000 stalled clients: one line)."""
 DEFAULT_KEEPALIVE_S = 15.0
@@ -159,6 +161,9 @@ class SseHub:
         self.write_timeout_s = write_timeout_s
         self.pacer = pacer or ReplayPacer()
         """Shares replay work between clients (see ``limits.ReplayPacer``)."""
+        self.admission = ReplayPacer(frames_per_slice=STREAMS_PER_SLICE)
+        """New streams set up per slice, in arrival order: 2,000 clients reconnecting at once
+        are set up over a second or two instead of in a few long loop iterations."""
         self._drop_log = LogThrottle(DROP_LOG_INTERVAL_S)
         self._clients: set[SseClient] = set()
         self._ring: deque[tuple[Block, bytes]] = deque(maxlen=ring_size)

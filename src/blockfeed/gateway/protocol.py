@@ -1,5 +1,7 @@
 """uvicorn's httptools protocol with bounded request heads and an abort handle for SSE.
 
+(``limit_concurrency`` is applied to ``/stream`` requests only; see ``on_headers_complete``.)
+
 uvicorn's httptools parser has no limit on the request line and headers: a header that never
 ends is buffered whole (four unfinished 100 MB headers took the gateway from 78 to 510 MiB, and
 a 20 MB header was answered 200). Here a head above ``MAX_HEAD_BYTES`` or with more than
@@ -66,7 +68,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         transport = self.transport
         self.scope["extensions"] = {ABORT_EXTENSION: {"abort": transport.abort}}
-        super().on_headers_complete()
+        limit = self.limit_concurrency
+        if limit is None or self.url.startswith(b"/stream"):
+            super().on_headers_complete()
+            return
+        # ``limit_concurrency`` is for streams, which hold a descriptor for hours. A short
+        # request (/status, /health) on a connection that is already open needs no new one:
+        # answering it beats a 503 while a swarm of surplus stream clients is being refused.
+        self.limit_concurrency = None  # read by the call below
+        try:
+            super().on_headers_complete()
+        finally:
+            self.limit_concurrency = limit
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

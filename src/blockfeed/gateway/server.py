@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -22,9 +23,15 @@ from typing import Any
 
 import uvicorn
 
-from blockfeed.gateway.limits import connection_limit, install_accept_error_throttle
+from blockfeed.gateway.limits import (
+    ThrottledMessages,
+    connection_limit,
+    install_accept_error_throttle,
+)
 from blockfeed.gateway.protocol import BoundedHttpToolsProtocol
 
+CONCURRENCY_WARNING = "Exceeded concurrency limit."
+"""uvicorn's warning for each connection refused with 503 at ``limit_concurrency``."""
 GC_THRESHOLDS = (50_000, 20, 10)
 """Young-generation threshold raised from 700: a block fanned out to 10,000 SSE clients allocates
 tens of thousands of short-lived objects; with the default, the collector runs mid-fan-out,
@@ -94,6 +101,8 @@ async def running_server(
     ``limit_concurrency`` defaults to what the open-file limit allows (``connection_limit``).
     """
     install_accept_error_throttle(asyncio.get_running_loop())
+    noise = ThrottledMessages((CONCURRENCY_WARNING,))
+    logging.getLogger("uvicorn.error").addFilter(noise)
     sock = bind(host, port)
     config = uvicorn.Config(
         app,
@@ -125,3 +134,5 @@ async def running_server(
         with contextlib.suppress(Exception, SystemExit):
             await asyncio.wait_for(task, shutdown_timeout_s)
         sock.close()
+        logging.getLogger("uvicorn.error").removeFilter(noise)
+        logging.getLogger("uvicorn.error").removeFilter(noise)

@@ -474,6 +474,7 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
         ] = "",
     ) -> Response:
         start = _resume_point(from_, last_event_id)
+        await gw.hub.admission.take(1)  # a reconnect storm is set up over several iterations
         if start is not None:
             _check_replayable(gw, start)
         try:
