@@ -194,6 +194,7 @@ async def serve(
     timeout_s: float = 20.0,
     sndbuf_bytes: int | None = None,
     bounded: bool = False,
+    limit_concurrency: int | None = None,
 ) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on a free loopback port; yields its base URL.
 
@@ -211,6 +212,8 @@ async def serve(
         from blockfeed.gateway.protocol import BoundedHttpToolsProtocol
 
         extra["http"] = BoundedHttpToolsProtocol
+    if limit_concurrency is not None:
+        extra["limit_concurrency"] = limit_concurrency
     config = uvicorn.Config(app, log_level="warning", lifespan="on", **extra)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

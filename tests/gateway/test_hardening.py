@@ -28,6 +28,7 @@ from blockfeed.gateway.limits import (
     ACCEPT_ERROR,
     LogThrottle,
     ReplayPacer,
+    ThrottledMessages,
     connection_limit,
     default_max_sse_clients,
     install_accept_error_throttle,
@@ -122,6 +123,35 @@ def test_log_throttle_reports_the_swallowed_count() -> None:
     now[0] = 10.0
     assert throttle.hit(2) == 7
     assert throttle.total == 8
+
+
+async def test_connection_limit_refuses_streams_but_not_short_requests() -> None:
+    """At uvicorn's limit a new stream gets 503 while /status on another connection is served."""
+    feed = FakeFeed(store=FakeStore())
+    app = create_app(feed=feed, store=feed.store, options=GatewayOptions())
+    async with serve(app, bounded=True, limit_concurrency=2) as url, httpx.AsyncClient(
+        timeout=WAIT_S
+    ) as http:
+        async with http.stream("GET", f"{url}/stream") as first:
+            assert first.status_code == 200
+            assert (await http.get(f"{url}/status")).status_code == 200
+            assert (await http.get(f"{url}/stream")).status_code == 503
+
+
+def test_throttled_messages_filter_counts_repeats() -> None:
+    """A listed library warning passes once per interval with a count; others pass untouched."""
+    now = [0.0]
+    noise = ThrottledMessages(("Exceeded concurrency limit.",), 10.0, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert noise.filter(record("Exceeded concurrency limit."))
+    assert not any(noise.filter(record("Exceeded concurrency limit.")) for _ in range(99))
+    now[0] = 11.0
+    late = record("Exceeded concurrency limit.")
+    assert noise.filter(late) and "(100 time(s)" in late.getMessage()
+    assert noise.filter(record("something else"))
 
 
 # --- request heads ------------------------------------------------------------------------------
@@ -222,6 +252,31 @@ async def test_many_replaying_clients_are_paced_and_complete() -> None:
         results = await asyncio.wait_for(asyncio.gather(*(client() for _ in range(40))), WAIT_S)
     assert all(got == list(range(1000, 1300)) for got in results)
     assert hub.pacer.waits > 0
+
+
+async def test_store_blocks_are_read_once_for_many_replays() -> None:
+    """Five replays of the same stored range query the store only for the first one."""
+    store = FakeStore(window=10_000)
+    feed = FakeFeed(store=store)
+    for _ in range(300):
+        feed.emit_block()
+    calls: list[int] = []
+    real_get_range = store.get_range
+
+    def counting_get_range(start: int, limit: int) -> list[Any]:
+        calls.append(start)
+        return real_get_range(start, limit)
+
+    store.get_range = counting_get_range  # type: ignore[method-assign]
+    app = create_app(feed=feed, store=store, options=GatewayOptions(ring_size=16))
+    async with serve(app, bounded=True) as url, httpx.AsyncClient(timeout=WAIT_S) as http:
+        for round_ in range(5):
+            async with http.stream("GET", f"{url}/stream?from=1000") as response:
+                got = await asyncio.wait_for(SseReader(response).blocks_until(1299), WAIT_S)
+            assert got == list(range(1000, 1300))
+            if round_ == 0:
+                first_round = len(calls)
+    assert 0 < first_round == len(calls)
 
 
 async def test_replay_pacer_budget_per_slice() -> None:
