@@ -85,7 +85,9 @@ class HubFull(Exception):
 class SseClient:
     """One connected SSE client: a bounded queue of frames plus wake-up and drop signals."""
 
-    __slots__ = ("_items", "_maxsize", "_waiter", "dropped", "on_drop", "sent")
+    __slots__ = (
+        "_items", "_maxsize", "_waiter", "dropped", "on_drop", "sent", "stalled", "writing_since"
+    )
 
     def __init__(self, maxsize: int) -> None:
         self._items: deque[QueueItem] = deque()
@@ -96,6 +98,10 @@ class SseClient:
         self.on_drop: Callable[[], Any] | None = None
         """Called once on a drop (the response cancels its writer, even mid-write)."""
         self.sent = 0
+        self.writing_since: float | None = None
+        """Loop time when the current socket write began; ``None`` between writes."""
+        self.stalled = False
+        """Dropped because a write made no progress for the write timeout."""
 
     @property
     def lag(self) -> int:
@@ -214,10 +220,27 @@ class SseHub:
         if dropped:
             self._count_drops(len(dropped), "queue full")
 
+    async def drop_stalled_writers(self) -> None:
+        """Drop every client whose current write has waited ``write_timeout_s`` (not reading).
+
+        One watchdog for the hub instead of a timeout around every write: a timeout per write
+        would schedule and cancel a timer per client per block (10,000 per block at 10k clients).
+        """
+        loop = asyncio.get_running_loop()
+        interval_s = max(0.05, self.write_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            deadline = loop.time() - self.write_timeout_s
+            for client in [c for c in self._clients if c.writing_since is not None]:
+                since = client.writing_since
+                if since is not None and since <= deadline:
+                    self.drop_stalled(client)
+
     def drop_stalled(self, client: SseClient) -> None:
         """End a client whose socket took nothing for ``write_timeout_s``."""
         if client.dropped:
             return
+        client.stalled = True
         client.end()
         self._clients.discard(client)
         self._count_drops(1, f"socket not read for {self.write_timeout_s:g} s")

@@ -262,6 +262,8 @@ def create_app(
             stack.callback(gateway.detach)
             keep_alive = asyncio.create_task(gateway.hub.keep_alive(gateway.options.keepalive_s))
             stack.callback(keep_alive.cancel)
+            watchdog = asyncio.create_task(gateway.hub.drop_stalled_writers())
+            stack.callback(watchdog.cancel)
             if alerts is not None:
                 await alerts.start()
                 stack.push_async_callback(alerts.stop)

@@ -15,7 +15,8 @@ granted by the hub's :class:`~blockfeed.gateway.limits.ReplayPacer` and followed
 no number of replaying clients holds the event loop; the next batch is prepared only once the
 previous one is in the transport below its high-water mark, so a client's buffer holds at most
 about one batch plus that mark. A write that cannot proceed for ``hub.write_timeout_s`` (the
-client stopped reading) drops the client and aborts its connection, freeing the descriptor.
+client stopped reading) is found by the hub's watchdog, which drops the client; the response
+then aborts its connection, freeing the descriptor.
 
 The response is a small ASGI app rather than a generator so it can be stopped from outside: when
 the client disconnects, or the hub drops it for being slow while a write is blocked on a full
@@ -57,10 +58,6 @@ class StreamGap(Exception):
     """A block the client needs is in neither the ring nor the store; end the stream."""
 
 
-class ClientStalled(Exception):
-    """The client's socket took nothing for the write timeout: it stopped reading."""
-
-
 class EventStreamResponse(Response):
     """Server-Sent Events for one client of the hub (see the module docstring)."""
 
@@ -83,6 +80,7 @@ class EventStreamResponse(Response):
         self._window = window
         self._next = start_number
         self._first_frames = first_frames
+        self._loop_time = asyncio.get_running_loop().time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[Any]] = []
@@ -102,18 +100,14 @@ class EventStreamResponse(Response):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            stalled = False
             if writer in done and not writer.cancelled() and writer.exception() is not None:
                 exc = writer.exception()
-                if isinstance(exc, ClientStalled):
-                    stalled = True
-                    self._hub.drop_stalled(self._client)
-                elif isinstance(exc, StreamGap | WindowUnavailable):
+                if isinstance(exc, StreamGap | WindowUnavailable):
                     log.warning("SSE stream ended: %s", exc)  # the client resumes from its id
                 elif not isinstance(exc, OSError):
                     log.error("SSE stream failed: %s", type(exc).__name__, exc_info=exc)
             if disconnect not in done:
-                await self._finish(send, abort, polite=not stalled)
+                await self._finish(send, abort, polite=not self._client.stalled)
         finally:
             for task in tasks:  # also when we are cancelled ourselves (server shutdown)
                 task.cancel()
@@ -135,11 +129,12 @@ class EventStreamResponse(Response):
             abort()
 
     async def _write(self, send: Send, body: bytes) -> None:
+        client = self._client
+        client.writing_since = self._loop_time()  # the hub's watchdog reads it
         try:
-            async with asyncio.timeout(self._hub.write_timeout_s):
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-        except TimeoutError:
-            raise ClientStalled from None
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            client.writing_since = None
 
     async def _pump(self, send: Send) -> None:
         await self._write(send, f"retry: {RETRY_MS}\n\n".encode() + self._first_frames)
