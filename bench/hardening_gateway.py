@@ -299,7 +299,7 @@ async def scenario_replay(clients: int, blocks: int) -> dict[str, Any]:
     """
     block_time_s = 0.5
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = Path(os.environ.get("BENCH_KEEP_DIR") or tmp)
         async with node_with_history(block_time_s, blocks + 100) as (ws_url, head0):
             await fill_state(ws_url, workdir / "state.sqlite", head0 - blocks - 20, blocks + 10,
                              block_time_s)

@@ -161,7 +161,12 @@ def serve(
 async def _run(settings: Settings) -> None:
     from blockfeed.gateway import create_app
     from blockfeed.gateway.runtime import build_feed, open_state_store
-    from blockfeed.gateway.server import GatewayStartError, running_server, tune_gc_for_fanout
+    from blockfeed.gateway.server import (
+        GatewayStartError,
+        freeze_startup_objects,
+        running_server,
+        tune_gc_for_fanout,
+    )
 
     tune_gc_for_fanout()
 
@@ -181,6 +186,7 @@ async def _run(settings: Settings) -> None:
                 before_shutdown=app.state.gateway.hub.close_all,
             ) as server:
                 async with feed:
+                    freeze_startup_objects()
                     endpoints = ", ".join(redact_url(u) for u in settings.resolved_endpoints())
                     typer.echo(
                         f"blockfeed serve: {server.url}/ (dashboard) | /stream | /metrics "

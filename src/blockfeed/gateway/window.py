@@ -100,9 +100,13 @@ class BlockWindow:
                 number = ring[-1][0].number + 1
                 continue
             cached = self._cached.get(number)
-            if cached is not None:
-                out.append(cached)
-                number += 1
+            if cached is not None:  # take the cached run up to the ring's first block
+                span = self._hub.ring_bounds()
+                stop = span[0] if span is not None and span[0] > number else None
+                while cached is not None and len(out) < limit and (stop is None or number < stop):
+                    out.append(cached)
+                    number += 1
+                    cached = self._cached.get(number)
                 continue
             page = min(REPLAY_PAGE, limit - len(out))
             span = self._hub.ring_bounds()
