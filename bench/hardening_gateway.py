@@ -299,7 +299,7 @@ async def scenario_replay(clients: int, blocks: int) -> dict[str, Any]:
     """
     block_time_s = 0.5
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(os.environ.get("BENCH_KEEP_DIR") or tmp)
+        workdir = Path(tmp)
         async with node_with_history(block_time_s, blocks + 100) as (ws_url, head0):
             await fill_state(ws_url, workdir / "state.sqlite", head0 - blocks - 20, blocks + 10,
                              block_time_s)
@@ -451,7 +451,6 @@ async def scenario_heads(connections: int, megabytes: int) -> dict[str, Any]:
         ) as (base, pid, _log):
             before = rss_mib(pid)
             host, port = base.removeprefix("http://").split(":")
-            loop = asyncio.get_running_loop()
 
             async def one() -> tuple[str, int]:
                 reader, writer = await asyncio.open_connection(host, int(port))
@@ -478,7 +477,6 @@ async def scenario_heads(connections: int, megabytes: int) -> dict[str, Any]:
             after = rss_mib(pid)
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 healthy = (await http.get("/health")).status_code
-            del loop
     return {
         "connections": connections,
         "header_mb_attempted": megabytes,

@@ -25,7 +25,6 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -69,6 +68,8 @@ FEED_SUBSCRIPTION_QUEUE = 10_000
 """The hub's own queue inside the feed; it drains in microseconds per block."""
 BURST_YIELD_EVERY = 64
 """Blocks fanned out back to back before the hub lets the SSE writers run."""
+NO_EVENT_ID = -1
+"""``Last-Event-ID`` not sent (the header itself must be a block number >= 0)."""
 HUB_FULL_RETRY_AFTER_S = 5
 """``Retry-After`` of the 503 a stream client gets at the client cap."""
 DOCS_ASSETS = "/docs-assets"
@@ -467,13 +468,16 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
             Query(alias="from", ge=0, le=MAX_BLOCK_NUMBER,
                   description="replay from this block number, then continue live"),
         ] = None,
+        # ``int`` with a sentinel, not ``int | None``: the schema then says "an integer, or
+        # leave it out", not "or null", which generated clients send as the string "null".
         last_event_id: Annotated[
-            str,
+            int,
             Header(
-                pattern=r"^[0-9]{1,10}$",
+                ge=0,
+                le=MAX_BLOCK_NUMBER - 1,  # the next block must be a block number, as for ?from=
                 description="resume after this block number (sent by EventSource)",
             ),
-        ] = "",
+        ] = NO_EVENT_ID,
     ) -> Response:
         start = _resume_point(from_, last_event_id)
         await gw.hub.admission.take(1)  # a reconnect storm is set up over several iterations
@@ -540,27 +544,12 @@ def _outside(number: int, bounds: tuple[int, int] | None) -> str:
     return f"block {number} is not finalized yet or not seen (latest is {last})"
 
 
-def _resume_point(from_: int | None, last_event_id: str) -> int | None:
+def _resume_point(from_: int | None, last_event_id: int) -> int | None:
     """Where a stream starts: after ``Last-Event-ID`` (it wins over ``?from=``, which
-    EventSource repeats), else at ``?from=``; both beyond the last block number get the same 422.
+    EventSource repeats), else at ``?from=``. Both are validated alike (a value past the last
+    block number is the same 422, not a stream that never delivers).
     """
-    if not last_event_id:
-        return from_
-    start = int(last_event_id) + 1
-    if start > MAX_BLOCK_NUMBER:
-        limit = MAX_BLOCK_NUMBER - 1
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("header", "last-event-id"),
-                    "msg": f"Input should be less than or equal to {limit}",
-                    "input": last_event_id,
-                    "ctx": {"le": limit},
-                }
-            ]
-        )
-    return start
+    return from_ if last_event_id == NO_EVENT_ID else last_event_id + 1
 
 
 def _check_replayable(gw: Gateway, start: int) -> None:
