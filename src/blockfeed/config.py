@@ -198,6 +198,11 @@ class Settings(BaseSettings):
     def _token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
+        if value.get_secret_value() != value.get_secret_value().strip():
+            # The route compares against the stripped header value: such a token never matches.
+            raise ValueError(
+                "admin token must not be blank or start or end with whitespace"
+            )
         if len(value.get_secret_value()) < 8:
             raise ValueError("admin token must be at least 8 characters")
         return value

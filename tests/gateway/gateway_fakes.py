@@ -189,19 +189,32 @@ class FakeFeed:
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: Any, *, timeout_s: float = 20.0, sndbuf_bytes: int | None = None
+    app: Any,
+    *,
+    timeout_s: float = 20.0,
+    sndbuf_bytes: int | None = None,
+    bounded: bool = False,
+    limit_concurrency: int | None = None,
 ) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on a free loopback port; yields its base URL.
 
     ``sndbuf_bytes`` fixes the kernel send buffer of accepted connections (they inherit it from
     the listening socket), so a client that stops reading blocks the server after little data.
+    ``bounded`` uses the gateway's own HTTP protocol (head limits, abort handle), as ``serve`` does.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if sndbuf_bytes is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf_bytes)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    extra: dict[str, Any] = {}
+    if bounded:
+        from blockfeed.gateway.protocol import BoundedHttpToolsProtocol
+
+        extra["http"] = BoundedHttpToolsProtocol
+    if limit_concurrency is not None:
+        extra["limit_concurrency"] = limit_concurrency
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", **extra)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

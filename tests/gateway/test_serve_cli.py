@@ -129,3 +129,35 @@ async def test_serve_process_follows_devnode_and_stops_cleanly(tmp_path: Path) -
     assert any(r["msg"].startswith("Block #") for r in records)
     assert all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
     assert state.exists()
+
+
+async def test_genesis_mismatch_is_one_line_and_same_exit_as_watch(tmp_path: Path) -> None:
+    """A state file of another chain stops serve and watch alike: exit 1, one clear line."""
+    from blockfeed.store import open_store
+
+    state = tmp_path / "other-chain.sqlite"
+    store = open_store(str(state))
+    store.bind_chain("0x" + "ab" * 32)
+    store.close()
+    results: dict[str, tuple[int, str]] = {}
+    async with DevNode(DevNodeConfig(block_time_s=0.1)) as node:
+        env = {**os.environ, "BLOCKFEED_BLOCK_TIME_S": "0.1", "NO_COLOR": "1"}
+        for command, extra in (("serve", ["--port", "0", "--network", "local"]),
+                               ("watch", ["--block-time", "0.1"])):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "blockfeed", command, node.ws_url, "--state", str(state),
+                *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+            )
+            try:
+                _, err = await asyncio.wait_for(proc.communicate(), WAIT_S)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert proc.returncode is not None
+            results[command] = (proc.returncode, err.decode())
+    for command, (code, err) in results.items():
+        assert code == 1, err
+        assert "Traceback" not in err
+        verdict = [line for line in err.splitlines() if line.startswith(f"blockfeed {command}:")]
+        assert len(verdict) == 1 and "belongs to the chain with genesis 0xabab" in verdict[0]

@@ -1,4 +1,4 @@
-"""What the block-printing commands (watch, consume) share: the block line and clean errors."""
+"""What the commands share: the block line (watch, consume) and clean errors (all of them)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from typing import TextIO
 
 import typer
 
+from blockfeed.errors import BlockfeedError, ConfigError
 from blockfeed.feed.logs import FeedLog, emoji_wanted
 from blockfeed.types import Block
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
 
 
 class BlockPrinter:
@@ -52,3 +56,12 @@ def fail(command: str, message: str, code: int) -> typer.Exit:
     """Print ``blockfeed <command>: <message>`` on stderr; raise the result to exit ``code``."""
     typer.echo(f"blockfeed {command}: {message}", err=True)
     return typer.Exit(code)
+
+
+def fail_on(command: str, exc: BlockfeedError) -> typer.Exit:
+    """How ``watch`` and ``serve`` stop on a blockfeed error: one line, no traceback.
+
+    Exit 2 for bad input (:class:`ConfigError`); 1 for everything else, such as a state file
+    that belongs to another chain (the genesis mismatch) or an unreadable store.
+    """
+    return fail(command, str(exc), EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED)

@@ -12,15 +12,19 @@ from typing import Annotated, Any
 import typer
 
 from blockfeed.cli._log_limit import RepeatLimiter
-from blockfeed.cli._output import fail
+from blockfeed.cli._output import fail, fail_on
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.config import Settings, load_settings
-from blockfeed.errors import ConfigError, StoreError
+from blockfeed.errors import BlockfeedError, ConfigError
 from blockfeed.util.redact import redact_url
 
 EXIT_BAD_INPUT = 2
 EXIT_CANNOT_START = 1
 log = logging.getLogger("blockfeed.serve")
+
+
+class GatewayStartFailed(Exception):
+    """uvicorn could not start the app (it logged why); exit 1 with one line."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -177,7 +181,9 @@ def serve(
     configure_logging(settings.log_format, log_level)
     try:
         asyncio.run(_run(settings))
-    except (ConfigError, StoreError) as exc:
+    except BlockfeedError as exc:  # e.g. the state file belongs to another chain: like watch
+        raise fail_on("serve", exc) from None
+    except GatewayStartFailed as exc:
         raise _fail(str(exc), EXIT_CANNOT_START) from None
     except OSError as exc:
         raise _fail(
@@ -192,7 +198,12 @@ def serve(
 async def _run(settings: Settings) -> None:
     from blockfeed.gateway import create_app
     from blockfeed.gateway.runtime import build_feed, open_state_store
-    from blockfeed.gateway.server import GatewayStartError, running_server, tune_gc_for_fanout
+    from blockfeed.gateway.server import (
+        GatewayStartError,
+        freeze_startup_objects,
+        running_server,
+        tune_gc_for_fanout,
+    )
     from blockfeed.ops.systemd import notify_service
 
     tune_gc_for_fanout()
@@ -202,7 +213,9 @@ async def _run(settings: Settings) -> None:
     store = open_state_store(settings)  # fail here, with a clear message, not inside uvicorn
     try:
         feed = build_feed(settings, store=store)
-        app = create_app(settings, feed=feed, store=store)
+        # The feed is started here, not in the app's lifespan: its start errors (a state file
+        # of another chain) then reach serve() as themselves, not as uvicorn's traceback + exit 3.
+        app = create_app(settings, feed=feed, store=store, manage_feed=False)
         try:
             async with running_server(
                 app,
@@ -210,16 +223,19 @@ async def _run(settings: Settings) -> None:
                 port=settings.port,
                 before_shutdown=app.state.gateway.hub.close_all,
             ) as server:
-                endpoints = ", ".join(redact_url(u) for u in settings.resolved_endpoints())
-                typer.echo(
-                    f"blockfeed serve: {server.url}/ (dashboard) | /stream | /metrics | /docs "
-                    f"| network {settings.network} | following {endpoints} (Ctrl-C to stop)",
-                    err=True,
-                )
-                async with notify_service(feed.status):  # sd_notify when run by systemd
-                    await stop.wait()
+                async with feed:
+                    freeze_startup_objects()
+                    endpoints = ", ".join(redact_url(u) for u in settings.resolved_endpoints())
+                    typer.echo(
+                        f"blockfeed serve: {server.url}/ (dashboard) | /stream | /metrics "
+                        f"| /docs | network {settings.network} | following {endpoints} "
+                        "(Ctrl-C to stop)",
+                        err=True,
+                    )
+                    async with notify_service(feed.status):  # sd_notify when run by systemd
+                        await stop.wait()
         except GatewayStartError as exc:
-            raise ConfigError(str(exc)) from None
+            raise GatewayStartFailed(str(exc)) from None
     finally:
         store.close()
 

@@ -24,11 +24,11 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from blockfeed.cli._output import BlockPrinter, fail
+from blockfeed.cli._output import BlockPrinter, fail, fail_on
 from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.contents import ContentsLevel, EventFilter, json_safe, parse_level
-from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError, StoreError
+from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.store import CheckpointStore, open_store
@@ -416,10 +416,8 @@ def watch(
         raise typer.Exit(EXIT_DIVERGED) from None
     except WatchFailed as exc:
         raise fail("watch", str(exc), exc.code) from None
-    except ConfigError as exc:
-        raise fail("watch", str(exc), EXIT_BAD_INPUT) from None
-    except (StoreError, BlockfeedError) as exc:
-        raise fail("watch", str(exc), EXIT_FAILED) from None
+    except BlockfeedError as exc:
+        raise fail_on("watch", exc) from None
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     raise typer.Exit(code)

@@ -1,9 +1,15 @@
 """Alert webhooks: feed events -> Slack, Discord or generic JSON, without ever blocking the feed.
 
 The feed calls :meth:`AlertDispatcher.on_event` synchronously for every event. That method only
-decides (is this kind alertable, is it rate-limited) and puts the alert on a bounded queue; a
-background task does the HTTP. A full queue drops the alert and counts it, so a dead webhook can
-never slow block delivery.
+decides (is this kind alertable, is it rate-limited) and puts the alert on one bounded queue per
+webhook; each webhook has its own background task doing the HTTP. A full queue drops the alert
+for that webhook and counts it, so a dead webhook can never slow block delivery, and a slow or
+hostile one never delays the others.
+
+Each delivery attempt is bounded as a whole: ``timeout_s`` covers connect, request, status and
+body (httpx's own timeouts restart with every chunk, so an endless body never trips them), and
+at most ``MAX_RESPONSE_BYTES`` of the body are read before the connection is closed (an
+endless 200 body once grew the process by 5.6 GiB in 25 s).
 
 Flavors: a URL on ``hooks.slack.com`` (or prefixed ``slack+``) gets ``{"text": ...}``; one on
 ``discord.com/api/webhooks`` (or prefixed ``discord+``) gets ``{"content": ...}``; anything else
@@ -59,6 +65,9 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_INITIAL_S = 1.0
 DEFAULT_BACKOFF_MAX_S = 30.0
 DEFAULT_TIMEOUT_S = 5.0
+"""Total time for one delivery attempt: connect, send, status line, headers and body."""
+MAX_RESPONSE_BYTES = 16 * 1024
+"""Response body read at most (only the status matters; the rest is left unread)."""
 DEFAULT_STOP_TIMEOUT_S = 3.0
 DISCORD_MAX_CHARS = 2000
 
@@ -168,14 +177,17 @@ class AlertDispatcher:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
-        self._queue: asyncio.Queue[Alert] = asyncio.Queue(maxsize=queue_size)
+        self._queues: list[asyncio.Queue[Alert]] = [
+            asyncio.Queue(maxsize=queue_size) for _ in self.webhooks
+        ]
         self._last_sent_at: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self.counts: Counter[tuple[str, str]] = Counter()
         """(kind, outcome) -> count; outcome is sent, failed, suppressed or dropped."""
         self._client: httpx.AsyncClient | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._in_flight = 0
+        self._workers: list[asyncio.Task[None]] = []
+        self._pending = 0
+        """Alerts queued or being delivered, over every webhook."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -201,36 +213,41 @@ class AlertDispatcher:
         if skipped:
             text += f" ({skipped} similar alert{'s' if skipped != 1 else ''} suppressed)"
         alert = Alert(event=event, text=redact_text(text, self._secrets))
-        try:
-            self._queue.put_nowait(alert)
-        except asyncio.QueueFull:
-            self.counts[(event.kind, "dropped")] += 1
-            log.warning("alert queue full; dropped a %s alert", event.kind)
-            return
         self._last_sent_at[event.kind] = now
-        self._idle.clear()
+        for hook, queue in zip(self.webhooks, self._queues, strict=True):
+            try:
+                queue.put_nowait(alert)
+            except asyncio.QueueFull:
+                self.counts[(event.kind, "dropped")] += 1
+                log.warning("alert queue of %s full; dropped a %s alert", hook.label, event.kind)
+                continue
+            self._pending += 1
+            self._idle.clear()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the delivery task (no-op without webhooks)."""
-        if not self.webhooks or self._worker is not None:
+        """Start one delivery task per webhook (no-op without webhooks)."""
+        if not self.webhooks or self._workers:
             return
         self._client = httpx.AsyncClient(
             timeout=self._timeout_s, transport=self._transport, follow_redirects=False
         )
-        self._worker = asyncio.create_task(self._run(), name="blockfeed-alerts")
+        self._workers = [
+            asyncio.create_task(self._run(hook, queue), name=f"blockfeed-alerts-{index}")
+            for index, (hook, queue) in enumerate(zip(self.webhooks, self._queues, strict=True))
+        ]
 
     async def stop(self, *, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
         """Give queued alerts ``timeout_s`` to go out, then stop."""
-        if self._worker is None:
+        if not self._workers:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wait_idle(), timeout_s)
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
-        self._worker = None
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -248,15 +265,19 @@ class AlertDispatcher:
 
     # --- delivery -------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def _run(self, hook: Webhook, queue: asyncio.Queue[Alert]) -> None:
+        """One webhook's worker: its alerts in order, whatever the other webhooks do."""
         while True:
-            alert = await self._queue.get()
-            self._in_flight += 1
+            alert = await queue.get()
             try:
-                await asyncio.gather(*(self._deliver(hook, alert) for hook in self.webhooks))
+                await self._deliver(hook, alert)
+            except Exception as exc:  # no traceback: its text could carry the webhook's URL
+                log.error("alert %s to %s failed unexpectedly: %s",
+                          alert.event.kind, hook.label, type(exc).__name__)
+                self.counts[(alert.event.kind, "failed")] += 1
             finally:
-                self._in_flight -= 1
-                if self._queue.empty() and self._in_flight == 0:
+                self._pending -= 1
+                if self._pending == 0:
                     self._idle.set()
 
     def payload(self, hook: Webhook, alert: Alert) -> dict[str, Any]:
@@ -290,9 +311,11 @@ class AlertDispatcher:
         for attempt in range(self._retries + 1):
             retry_after: float | None = None
             try:
-                response = await self._client.post(hook.url, json=body)
+                response = await self._post(hook.url, body)
             except httpx.HTTPError as exc:
                 outcome = type(exc).__name__
+            except TimeoutError:
+                outcome = f"no complete answer within {self._timeout_s:g} s"
             else:
                 if response.is_success:
                     self.counts[(kind, "sent")] += 1
@@ -312,6 +335,18 @@ class AlertDispatcher:
                      kind, hook.label, outcome, delay)
             await self._sleep(delay)
         self.counts[(kind, "failed")] += 1
+
+    async def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
+        """One attempt, bounded in time (``timeout_s``) and in body bytes read."""
+        assert self._client is not None
+        async with asyncio.timeout(self._timeout_s):
+            async with self._client.stream("POST", url, json=body) as response:
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= MAX_RESPONSE_BYTES:
+                        break  # leaving the block closes the connection; the rest stays unread
+                return response
 
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
         cap = min(self._backoff_max_s, self._backoff_initial_s * 2**attempt)

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from blockfeed.gateway.limits import DEFAULT_MAX_CLIENTS, LogThrottle, ReplayPacer
 from blockfeed.types import Block, FeedEvent
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,12 @@ DEFAULT_RING_SIZE = 2048
 """Recent block frames kept in memory for replay (the store covers older ones)."""
 DEFAULT_CLIENT_QUEUE_SIZE = 1024
 """Frames a client may have pending before it is dropped as too slow."""
-DEFAULT_MAX_CLIENTS = 20_000
+DEFAULT_WRITE_TIMEOUT_S = 30.0
+"""A client whose socket accepts nothing for this long is dropped (it stopped reading)."""
+STREAMS_PER_SLICE = 20
+"""Stream setups per 20 ms slice (1,000 a second)."""
+DROP_LOG_INTERVAL_S = 10.0
+"""Drops are logged at most this often, with a count (2,000 stalled clients: one line)."""
 DEFAULT_KEEPALIVE_S = 15.0
 """Idle streams get a comment this often, so proxies and browsers keep them open."""
 
@@ -79,7 +85,9 @@ class HubFull(Exception):
 class SseClient:
     """One connected SSE client: a bounded queue of frames plus wake-up and drop signals."""
 
-    __slots__ = ("_items", "_maxsize", "_waiter", "dropped", "on_drop", "sent")
+    __slots__ = (
+        "_items", "_maxsize", "_waiter", "dropped", "on_drop", "sent", "stalled", "writing_since"
+    )
 
     def __init__(self, maxsize: int) -> None:
         self._items: deque[QueueItem] = deque()
@@ -90,6 +98,10 @@ class SseClient:
         self.on_drop: Callable[[], Any] | None = None
         """Called once on a drop (the response cancels its writer, even mid-write)."""
         self.sent = 0
+        self.writing_since: float | None = None
+        """Loop time when the current socket write began; ``None`` between writes."""
+        self.stalled = False
+        """Dropped because a write made no progress for the write timeout."""
 
     @property
     def lag(self) -> int:
@@ -146,10 +158,19 @@ class SseHub:
         ring_size: int = DEFAULT_RING_SIZE,
         client_queue_size: int = DEFAULT_CLIENT_QUEUE_SIZE,
         max_clients: int = DEFAULT_MAX_CLIENTS,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        pacer: ReplayPacer | None = None,
     ) -> None:
         self.epoch_length = epoch_length
         self.client_queue_size = client_queue_size
         self.max_clients = max_clients
+        self.write_timeout_s = write_timeout_s
+        self.pacer = pacer or ReplayPacer()
+        """Shares replay work between clients (see ``limits.ReplayPacer``)."""
+        self.admission = ReplayPacer(frames_per_slice=STREAMS_PER_SLICE)
+        """New streams set up per slice, in arrival order: 2,000 clients reconnecting at once
+        are set up over a second or two instead of in a few long loop iterations."""
+        self._drop_log = LogThrottle(DROP_LOG_INTERVAL_S)
         self._clients: set[SseClient] = set()
         self._ring: deque[tuple[Block, bytes]] = deque(maxlen=ring_size)
         self.head: int | None = None
@@ -196,10 +217,40 @@ class SseHub:
         dropped = [client for client in self._clients if not client.push(item)]
         for client in dropped:
             self._clients.discard(client)
-            self.dropped_total += 1
         if dropped:
-            log.warning("dropped %d slow SSE client(s); they may resume with Last-Event-ID",
-                        len(dropped))
+            self._count_drops(len(dropped), "queue full")
+
+    async def drop_stalled_writers(self) -> None:
+        """Drop every client whose current write has waited ``write_timeout_s`` (not reading).
+
+        One watchdog for the hub instead of a timeout around every write: a timeout per write
+        would schedule and cancel a timer per client per block (10,000 per block at 10k clients).
+        """
+        loop = asyncio.get_running_loop()
+        interval_s = max(0.05, self.write_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            deadline = loop.time() - self.write_timeout_s
+            for client in [c for c in self._clients if c.writing_since is not None]:
+                since = client.writing_since
+                if since is not None and since <= deadline:
+                    self.drop_stalled(client)
+
+    def drop_stalled(self, client: SseClient) -> None:
+        """End a client whose socket took nothing for ``write_timeout_s``."""
+        if client.dropped:
+            return
+        client.stalled = True
+        client.end()
+        self._clients.discard(client)
+        self._count_drops(1, f"socket not read for {self.write_timeout_s:g} s")
+
+    def _count_drops(self, count: int, reason: str) -> None:
+        self.dropped_total += count
+        reported = self._drop_log.hit(count)
+        if reported:
+            log.warning("dropped %d slow SSE client(s) (%s); they may resume with Last-Event-ID",
+                        reported, reason)
 
     # --- client side ----------------------------------------------------------------------------
 

@@ -25,22 +25,26 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from blockfeed.codec.header import MAX_BLOCK_NUMBER
 from blockfeed.config import DEFAULT_EPOCH_LENGTH, DEFAULT_NETWORK, Settings
+from blockfeed.errors import ConfigError
 from blockfeed.gateway import models
 from blockfeed.gateway.alerts import AlertDispatcher
 from blockfeed.gateway.hub import (
     DEFAULT_CLIENT_QUEUE_SIZE,
     DEFAULT_KEEPALIVE_S,
-    DEFAULT_MAX_CLIENTS,
     DEFAULT_RING_SIZE,
+    DEFAULT_WRITE_TIMEOUT_S,
     HubFull,
     SseHub,
     block_payload,
     encode_frame,
 )
+from blockfeed.gateway.limits import default_max_sse_clients
 from blockfeed.gateway.metrics import CONTENT_TYPE, GatewayCollector, new_registry, render
 from blockfeed.gateway.protocols import FeedLike, StoreLike, SubscriptionLike
 from blockfeed.gateway.sse import EventStreamResponse
@@ -65,6 +69,12 @@ FEED_SUBSCRIPTION_QUEUE = 10_000
 """The hub's own queue inside the feed; it drains in microseconds per block."""
 BURST_YIELD_EVERY = 64
 """Blocks fanned out back to back before the hub lets the SSE writers run."""
+NO_EVENT_ID = -1
+"""``Last-Event-ID`` not sent (the header itself must be a block number >= 0)."""
+HUB_FULL_RETRY_AFTER_S = 5
+"""``Retry-After`` of the 503 a stream client gets at the client cap."""
+DOCS_ASSETS = "/docs-assets"
+"""Where the Swagger UI and ReDoc scripts are served from (no CDN: /docs works offline)."""
 API_DESCRIPTION = (
     "Finalized Substrate block headers, exactly once and in order, with a resumable "
     "Server-Sent Events stream, Prometheus metrics and a live dashboard at `/`."
@@ -82,9 +92,19 @@ class GatewayOptions:
     keepalive_s: float = DEFAULT_KEEPALIVE_S
     client_queue_size: int = DEFAULT_CLIENT_QUEUE_SIZE
     ring_size: int = DEFAULT_RING_SIZE
-    max_sse_clients: int = DEFAULT_MAX_CLIENTS
+    max_sse_clients: int = field(default_factory=default_max_sse_clients)
+    """Default: the open-file limit minus a reserve (one descriptor per stream)."""
+    write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     secrets: tuple[str, ...] = ()
     clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None and (
+            not self.admin_token.strip() or self.admin_token != self.admin_token.strip()
+        ):
+            raise ConfigError("admin token must not be blank or start or end with whitespace")
+        if self.max_sse_clients < 1 or self.write_timeout_s <= 0:
+            raise ConfigError("max_sse_clients must be >= 1 and write_timeout_s > 0")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> GatewayOptions:
@@ -111,6 +131,7 @@ class Gateway:
             ring_size=options.ring_size,
             client_queue_size=options.client_queue_size,
             max_clients=options.max_sse_clients,
+            write_timeout_s=options.write_timeout_s,
         )
         self.feed: FeedLike | None = None
         self.store: StoreLike | None = None
@@ -249,6 +270,8 @@ def create_app(
             stack.callback(gateway.detach)
             keep_alive = asyncio.create_task(gateway.hub.keep_alive(gateway.options.keepalive_s))
             stack.callback(keep_alive.cancel)
+            watchdog = asyncio.create_task(gateway.hub.drop_stalled_writers())
+            stack.callback(watchdog.cancel)
             if alerts is not None:
                 await alerts.start()
                 stack.push_async_callback(alerts.stop)
@@ -261,12 +284,49 @@ def create_app(
         version=_version(),
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.gateway = gateway
+    _add_offline_docs(app)
     if not manage_feed and feed is not None:
         gateway.attach(feed, store)  # usable without a lifespan (ASGI test transports)
     _add_routes(app, gateway)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served by the gateway itself.
+
+    FastAPI's pages load Swagger UI from a CDN, which leaves them blank in an air-gapped
+    deployment. The ``fastapi-offline`` package ships the same assets (Swagger UI 5, which reads
+    OpenAPI 3.1, and ReDoc); we serve its files and render the pages with FastAPI's helpers.
+    """
+    assets = resources.files("fastapi_offline").joinpath("static")  # the package's asset folder
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+    title = f"{app.title} - API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=title,
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=title,
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _version() -> str:
@@ -417,23 +477,29 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
             Query(alias="from", ge=0, le=MAX_BLOCK_NUMBER,
                   description="replay from this block number, then continue live"),
         ] = None,
+        # ``int`` with a sentinel, not ``int | None``: the schema then says "an integer, or
+        # leave it out", not "or null", which generated clients send as the string "null".
         last_event_id: Annotated[
-            str,
+            int,
             Header(
-                pattern=r"^[0-9]{1,10}$",
+                ge=0,
+                le=MAX_BLOCK_NUMBER - 1,  # the next block must be a block number, as for ?from=
                 description="resume after this block number (sent by EventSource)",
             ),
-        ] = "",
+        ] = NO_EVENT_ID,
     ) -> Response:
-        start = from_
-        if last_event_id:
-            start = int(last_event_id) + 1  # wins over ?from=, which EventSource repeats
+        start = _resume_point(from_, last_event_id)
+        await gw.hub.admission.take(1)  # a reconnect storm is set up over several iterations
         if start is not None:
             _check_replayable(gw, start)
         try:
             client = gw.hub.register()  # live first, then replay (see sse.py)
         except HubFull as exc:
-            raise HTTPException(503, detail=f"{exc}; retry later") from None
+            raise HTTPException(
+                503,
+                detail=f"{exc}; retry later",
+                headers={"Retry-After": str(HUB_FULL_RETRY_AFTER_S), "Connection": "close"},
+            ) from None
         return EventStreamResponse(
             hub=gw.hub,
             client=client,
@@ -487,6 +553,14 @@ def _outside(number: int, bounds: tuple[int, int] | None) -> str:
     return f"block {number} is not finalized yet or not seen (latest is {last})"
 
 
+def _resume_point(from_: int | None, last_event_id: int) -> int | None:
+    """Where a stream starts: after ``Last-Event-ID`` (it wins over ``?from=``, which
+    EventSource repeats), else at ``?from=``. Both are validated alike (a value past the last
+    block number is the same 422, not a stream that never delivers).
+    """
+    return from_ if last_event_id == NO_EVENT_ID else last_event_id + 1
+
+
 def _check_replayable(gw: Gateway, start: int) -> None:
     """Refuse a resume point the gateway can no longer replay (before the stream starts)."""
     bounds = gw.window.bounds()
@@ -500,6 +574,10 @@ def _check_replayable(gw: Gateway, start: int) -> None:
         )
 
 
+_redacted = functools.lru_cache(maxsize=64)(redact_url)
+"""Every new stream shows the endpoint; redacting it costs about 0.2 ms, the URL rarely changes."""
+
+
 def _mode_snapshot(gw: Gateway) -> bytes:
     """The ``event: mode`` frame every new stream starts with, so a page knows the mode at once."""
     status = gw.require_feed().status()
@@ -511,7 +589,7 @@ def _mode_snapshot(gw: Gateway) -> bytes:
             "reason": "current mode",
             "old_mode": None,
             "new_mode": str(status.mode),
-            "endpoint": redact_url(status.endpoint) if status.endpoint else None,
+            "endpoint": _redacted(status.endpoint) if status.endpoint else None,
             "details": {"finality_stalled": status.finality_stalled},
         },
     )

@@ -10,6 +10,14 @@ A block published during step 2 is both replayed and queued; step 3 drops the se
 its number is below ``next_number``. Each frame carries ``id: <number>``, so a browser that
 reconnects sends ``Last-Event-ID`` and resumes at the next block.
 
+Bounds: replay goes in batches of at most ``REPLAY_BATCH`` frames and ``REPLAY_BATCH_BYTES``, each
+granted by the hub's :class:`~blockfeed.gateway.limits.ReplayPacer` and followed by a yield, so
+no number of replaying clients holds the event loop; the next batch is prepared only once the
+previous one is in the transport below its high-water mark, so a client's buffer holds at most
+about one batch plus that mark. A write that cannot proceed for ``hub.write_timeout_s`` (the
+client stopped reading) is found by the hub's watchdog, which drops the client; the response
+then aborts its connection, freeing the descriptor.
+
 The response is a small ASGI app rather than a generator so it can be stopped from outside: when
 the client disconnects, or the hub drops it for being slow while a write is blocked on a full
 socket, the writer task is cancelled at once.
@@ -26,14 +34,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from blockfeed.gateway.hub import EVENT_FRAME, SseClient, SseHub
+from blockfeed.gateway.protocol import abort_handle
 from blockfeed.gateway.window import BlockWindow, WindowUnavailable
 
 log = logging.getLogger(__name__)
 
 RETRY_MS = 2000
 """Browsers wait this long before reconnecting (the ``retry:`` field)."""
-REPLAY_BATCH = 200
+REPLAY_BATCH = 64
 """Blocks per write while replaying (keeps each write moderate, lets live events queue)."""
+REPLAY_BATCH_BYTES = 64 * 1024
+"""Bytes per replay write at most (blocks are ~0.6 KiB; a bound in case they grow)."""
 DROP_GRACE_S = 1.0
 """After a drop, how long to try ending the response politely before closing the socket."""
 SSE_HEADERS = {
@@ -69,9 +80,11 @@ class EventStreamResponse(Response):
         self._window = window
         self._next = start_number
         self._first_frames = first_frames
+        self._loop_time = asyncio.get_running_loop().time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[Any]] = []
+        abort = abort_handle(scope)
         try:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
@@ -94,36 +107,64 @@ class EventStreamResponse(Response):
                 elif not isinstance(exc, OSError):
                     log.error("SSE stream failed: %s", type(exc).__name__, exc_info=exc)
             if disconnect not in done:
-                await self._finish(send)
+                await self._finish(send, abort, polite=not self._client.stalled)
         finally:
             for task in tasks:  # also when we are cancelled ourselves (server shutdown)
                 task.cancel()
             self._client.on_drop = None
             self._hub.unregister(self._client)
 
-    async def _finish(self, send: Send) -> None:
-        """End the chunked body; a client that reads nothing at all gets its socket closed."""
-        with contextlib.suppress(TimeoutError, OSError):
-            async with asyncio.timeout(DROP_GRACE_S):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+    async def _finish(self, send: Send, abort: Any, *, polite: bool) -> None:
+        """End the chunked body; a client that reads nothing at all gets its socket aborted.
+
+        Closing (what the server does after an unfinished response) waits until the buffered
+        bytes are read, which a stalled client never does: abort frees the descriptor now.
+        """
+        if polite:
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(DROP_GRACE_S):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+        if abort is not None:
+            abort()
 
     async def _write(self, send: Send, body: bytes) -> None:
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        client = self._client
+        client.writing_since = self._loop_time()  # the hub's watchdog reads it
+        try:
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            client.writing_since = None
 
     async def _pump(self, send: Send) -> None:
         await self._write(send, f"retry: {RETRY_MS}\n\n".encode() + self._first_frames)
         if self._next is not None:
-            head = self._window_head()
-            while self._next <= head:
-                frames = self._window.frames(self._next, REPLAY_BATCH)
-                if not frames:
-                    raise StreamGap(f"block {self._next} is no longer available")
-                await self._write(send, b"".join(frame for _, frame in frames))
-                self._next = frames[-1][0].number + 1
+            await self._replay(send)
         while not self._client.dropped:
             body = self._live_body(await self._client.next_batch())
             if body:
                 await self._write(send, body)
+
+    async def _replay(self, send: Send) -> None:
+        """Send ``next .. head`` from the window in paced, bounded batches."""
+        assert self._next is not None
+        head = self._window_head()
+        while self._next <= head:
+            await self._hub.pacer.take(REPLAY_BATCH)
+            frames = self._window.frames(self._next, min(REPLAY_BATCH, head - self._next + 1))
+            if not frames:
+                raise StreamGap(f"block {self._next} is no longer available")
+            size = 0
+            batch: list[bytes] = []
+            for _, frame in frames:
+                if batch and size + len(frame) > REPLAY_BATCH_BYTES:
+                    break
+                batch.append(frame)
+                size += len(frame)
+            await self._write(send, b"".join(batch))
+            self._next = frames[len(batch) - 1][0].number + 1
+            self._client.sent += len(batch)
+            await asyncio.sleep(0)  # a write that did not block did not yield
 
     def _window_head(self) -> int:
         bounds = self._window.bounds()

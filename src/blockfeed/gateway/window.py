@@ -7,6 +7,9 @@ thread, the same thread the feed writes from.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from blockfeed.errors import StoreError
 from blockfeed.gateway.hub import SseHub, encode_block
 from blockfeed.gateway.protocols import StoreLike
@@ -14,6 +17,17 @@ from blockfeed.types import Block
 
 REPLAY_PAGE = 500
 """Blocks read from the store per query while replaying."""
+STORE_CACHE_SIZE = 4096
+"""Store blocks (with their SSE frames) kept once read: after a restart the ring is empty, and
+2,000 clients replaying the same 400 blocks would otherwise read and decode each block from
+SQLite 2,000 times, on the event loop (bench/hardening_gateway.py: /health 18 s -> see there)."""
+
+
+STORE_BOUNDS_TTL_S = 1.0
+"""The store's (first, last) is reused this long: every stream request and replay asks for it,
+and 2,000 of them in a second made this SQLite query a tenth of the gateway's CPU. The newest
+number comes from the hub anyway; a stale first number at worst ends a replay with a gap
+message, and the client resumes from its last id."""
 
 
 class WindowUnavailable(Exception):
@@ -23,17 +37,34 @@ class WindowUnavailable(Exception):
 class BlockWindow:
     """Look up recent finalized blocks without caring where they are kept."""
 
-    def __init__(self, hub: SseHub, store: StoreLike | None) -> None:
+    def __init__(
+        self,
+        hub: SseHub,
+        store: StoreLike | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._hub = hub
         self._store = store
+        self._clock = clock
+        self._bounds_at = float("-inf")
+        self._bounds: tuple[int, int] | None = None
+        self._cached: dict[int, tuple[Block, bytes]] = {}
+        """number -> (block, frame) read from the store; finalized blocks of the store's one
+        chain never change, so entries never go stale."""
 
     def _store_bounds(self) -> tuple[int, int] | None:
         if self._store is None:
             return None
+        now = self._clock()
+        if now - self._bounds_at < STORE_BOUNDS_TTL_S:
+            return self._bounds
         try:
-            return self._store.window_bounds()
+            self._bounds = self._store.window_bounds()
         except StoreError as exc:
             raise WindowUnavailable(str(exc)) from exc
+        self._bounds_at = now
+        return self._bounds
 
     def bounds(self) -> tuple[int, int] | None:
         """(first, last) block number servable, or ``None`` when nothing is kept yet."""
@@ -68,6 +99,15 @@ class BlockWindow:
                 out.extend(ring)
                 number = ring[-1][0].number + 1
                 continue
+            cached = self._cached.get(number)
+            if cached is not None:  # take the cached run up to the ring's first block
+                span = self._hub.ring_bounds()
+                stop = span[0] if span is not None and span[0] > number else None
+                while cached is not None and len(out) < limit and (stop is None or number < stop):
+                    out.append(cached)
+                    number += 1
+                    cached = self._cached.get(number)
+                continue
             page = min(REPLAY_PAGE, limit - len(out))
             span = self._hub.ring_bounds()
             if span is not None and span[0] > number:
@@ -91,6 +131,10 @@ class BlockWindow:
         for block in rows:
             if block.number != expected:
                 break  # never hand out a gap as if it were consecutive
-            out.append((block, encode_block(block, self._hub.epoch_length)))
+            entry = (block, encode_block(block, self._hub.epoch_length))
+            out.append(entry)
+            if len(self._cached) >= STORE_CACHE_SIZE:
+                del self._cached[next(iter(self._cached))]  # oldest insertion first
+            self._cached[block.number] = entry
             expected += 1
         return out
