@@ -56,6 +56,8 @@ ALERT_KINDS = frozenset(
         "endpoint_quarantined",
         "trigger_failed",
         "unavailable",
+        "chain_diverged",
+        "sink_wrong_chain",
     }
 )
 DEFAULT_MIN_INTERVAL_S = 60.0
@@ -132,6 +134,10 @@ def describe(event: FeedEvent, network: str) -> str:
         "finality_stalled": f"⏸️ {where}: chain finality stalled{reason}",
         "endpoint_quarantined": f"🚫 {where}: endpoint{endpoint} quarantined{reason}",
         "trigger_failed": f"❗ {where}: epoch trigger failed{reason}",
+        "chain_diverged": f"❌ {where}: CHAIN DIVERGED, every endpoint serves another chain"
+                          f"{reason}",
+        "sink_wrong_chain": f"❌ {where}: a sink refused to write into a target of another "
+                            f"chain{reason}",
     }
     text = sentences.get(event.kind, f"{where}: {event.kind}{reason}")
     return f"{text} at {when}"
