@@ -224,3 +224,23 @@ def test_divergence_needs_every_endpoint() -> None:
     assert "chain_diverged" not in [e.kind for e in h.out().events]
     assert h.f.ranking["a"].is_quarantined(0.7) and h.f.diverged is None
     assert h.f.last == (START + 1, HASH[START + 1])
+
+
+def test_a_start_above_the_head_waits_without_a_false_stall() -> None:
+    """--from above the finalized head: heads below the start still show finality moving."""
+    h = Harness(anchor=None, start_number=START + 60, block_time_s=1.0)
+    step = h.start(0.0)
+    kinds: list[str] = []
+    now = 0.0
+    for number in range(START, START + 20):
+        polls = step.of(Poll)
+        if polls:
+            step = h.head(polls[0], number, now)  # type: ignore[arg-type]
+        else:
+            step = h.timer(now)
+        kinds += step.kinds()
+        now += 1.0
+        step = h.timer(now) if not step.actions else step
+        kinds += step.kinds()
+    assert "finality_stalled" not in kinds
+    assert h.f.last is None  # nothing delivered: the start block is not finalized yet

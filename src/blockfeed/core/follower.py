@@ -1186,6 +1186,7 @@ class Follower:
         else:
             self._ranking.record_ws_request_success(ep, now)
         self._ranking.record_head(ep, header.number, now)
+        self._note_progress(header.number, now)
         candidate = Candidate(
             header, computed, Source.POLL, ep, now + self._wall_offset_s, confirmed=True
         )
@@ -1240,6 +1241,11 @@ class Follower:
     def _note_head(self, number: int, hash_: str, now: float) -> None:
         if self._head_known is None or number >= self._head_known[0]:
             self._head_known = (number, hash_)
+        self._note_progress(number, now)
+
+    def _note_progress(self, number: int, now: float) -> None:
+        """The chain finalized ``number`` (a new best means finality moves, whether or not the
+        block is one this feed delivers: a start above the head waits without a false stall)."""
         if self._best_seen is None or number > self._best_seen:
             self._best_seen = number
             self._progress_at = now
