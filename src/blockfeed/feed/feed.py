@@ -607,12 +607,14 @@ class BlockFeed:
             self._tg.create_task(self._learn_chain_facts(), name="blockfeed-chain-facts")
 
     async def _learn_chain_facts(self) -> None:
-        """In the background: the runtime's declared slot duration (a better prior than a
-        hint) and, without a store, the genesis hash (to tell another chain from a lagging
-        node). Each endpoint is asked once; a node that cannot answer costs nothing more."""
+        """In the background: the chain's identity (the hashes of blocks 0 and 1, to tell
+        another chain from a lagging node) and the runtime's declared slot duration (a better
+        prior than a hint). Endpoints are asked in order until one answers; each is asked
+        once, so a node that cannot answer costs nothing more."""
         identified = False
         for ep in self._endpoints:
             rpc = _WithTimeout(self._http[ep.label], self._http_timeout_s)
+            await self._budget.acquire(ep.label)
             if not identified:
                 try:
                     genesis, first = await methods.get_block_hashes(rpc, [0, 1])
