@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from contents_kit import FIXTURE, expected
 
 from blockfeed import BlockFeed
 from blockfeed.devnode import DevNode, DevNodeConfig
+from blockfeed.store import open_store
 from blockfeed.types import Block, FeedEvent
 
 START = 5_000
@@ -135,6 +137,21 @@ async def test_an_altered_body_is_never_delivered(node: DevNode) -> None:
     blocks: list[Block] = got.items
     assert [b.number for b in blocks[:5]] == list(range(FIRST, FIRST + 5))
     assert all(b.extrinsics is not None for b in blocks)
+
+
+async def test_store_window_keeps_what_was_delivered(node: DevNode, tmp_path: Path) -> None:
+    """Blocks saved by a feed with contents read back from its state file (what /blocks/{n},
+    catch-up and replays use) with the delivered timestamp, spec version, events, extrinsics."""
+    with open_store(tmp_path / "state.sqlite") as store:
+        async with _feed(node, "full", store=store) as feed:
+            blocks = await _take(feed, 12)
+            await asyncio.wait_for(feed.save_checkpoint(), WAIT_S)
+        for block in blocks:
+            stored = store.get_block(block.number)
+            assert stored is not None and stored.hash == block.hash
+            assert (stored.timestamp, stored.spec_version, stored.events, stored.extrinsics) == (
+                block.timestamp, block.spec_version, block.events, block.extrinsics)
+            assert stored.events and stored.extrinsics
 
 
 async def test_subscriber_event_filter_and_skip_empty(node: DevNode) -> None:
