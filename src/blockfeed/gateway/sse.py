@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.responses import Response
@@ -60,6 +61,7 @@ class EventStreamResponse(Response):
         window: BlockWindow,
         start_number: int | None,
         first_frames: bytes,
+        frame_filter: Callable[[int, bytes], bytes | None] | None = None,
     ) -> None:
         super().__init__(content=None, headers=SSE_HEADERS, media_type=self.media_type)
         # A stream has no length: drop the "content-length: 0" Response adds for an empty body.
@@ -69,6 +71,8 @@ class EventStreamResponse(Response):
         self._window = window
         self._next = start_number
         self._first_frames = first_frames
+        self._filter = frame_filter
+        """``?events=``: rewrites (or leaves out, None) each block frame for this client."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[Any]] = []
@@ -118,12 +122,20 @@ class EventStreamResponse(Response):
                 frames = self._window.frames(self._next, REPLAY_BATCH)
                 if not frames:
                     raise StreamGap(f"block {self._next} is no longer available")
-                await self._write(send, b"".join(frame for _, frame in frames))
+                body = b"".join(self._shaped((b.number, f) for b, f in frames))
+                if body:
+                    await self._write(send, body)
                 self._next = frames[-1][0].number + 1
         while not self._client.dropped:
             body = self._live_body(await self._client.next_batch())
             if body:
                 await self._write(send, body)
+
+    def _shaped(self, frames: Iterable[tuple[int, bytes]]) -> list[bytes]:
+        """Block frames as this client wants them (all of them, unless it filters events)."""
+        if self._filter is None:
+            return [frame for _, frame in frames]
+        return [f for f in (self._filter(n, frame) for n, frame in frames) if f]
 
     def _window_head(self) -> int:
         bounds = self._window.bounds()
@@ -146,8 +158,8 @@ class EventStreamResponse(Response):
                 filled = self._window.frames(self._next, missing)
                 if len(filled) != missing:
                     raise StreamGap(f"blocks {self._next}..{number - 1} are not available")
-                out.extend(f for _, f in filled)
-            out.append(frame)
+                out.extend(self._shaped((b.number, f) for b, f in filled))
+            out.extend(self._shaped([(number, frame)]))
             self._next = number + 1
         self._client.sent += len(out)
         return b"".join(out)
