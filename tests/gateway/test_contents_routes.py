@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 from gateway_fakes import FakeFeed, FakeStore, SseReader, _run_now, make_block, serve
 
+from blockfeed.config import load_settings
+from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.gateway import GatewayOptions, create_app
 from blockfeed.types import Block, FeedEvent, Source
 
 WAIT_S = 20.0
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "subtensor"
 
 
 def events_of(number: int) -> list[dict[str, Any]]:
@@ -172,3 +176,40 @@ async def test_runtime_upgrade_in_status_and_metrics() -> None:
     assert after["runtime_upgraded"]["details"]["to_spec_version"] == 219
     assert "blockfeed_spec_version 219.0" in metrics
     assert 'blockfeed_feed_events_total{kind="runtime_upgraded"} 1.0' in metrics
+
+
+async def test_served_from_settings_against_devnode_contents(tmp_path: Path) -> None:
+    """Settings(contents="events") end to end: devnode serving the recorded subtensor blocks,
+    the real feed and store; /stream?events=...&skip_empty=1 sends only the blocks with a
+    transfer or weights, and /blocks/{n} has the events expected.json lists."""
+    expected = json.loads((FIXTURE / "expected.json").read_text())["blocks"]
+    wanted = {"Transfer", "WeightsSet"}
+    slots = {i for i, b in enumerate(expected) if wanted & {e["event"] for e in b["events"]}}
+    cfg = DevNodeConfig(host="127.0.0.1", port=0, auto_produce=False, start_block=8_000,
+                        finality_lag=0, finality_jumps=0.0, block_time_s=0.1,
+                        contents_fixture=str(FIXTURE / "blocks.json"))
+    async with DevNode(cfg) as node:
+        node.advance(blocks=2)
+        settings = load_settings(endpoints=[node.ws_url], state=str(tmp_path / "s.sqlite"),
+                                 block_time_s=0.1, network="local", contents="events")
+        async with serve(create_app(settings)) as url, httpx.AsyncClient(
+            base_url=url, timeout=WAIT_S
+        ) as http:
+            async with asyncio.timeout(WAIT_S):
+                while (latest := await http.get("/blocks/latest")).status_code != 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            start = latest.json()["number"] + 1
+            params = {"from": start, "events": "Balances.Transfer,SubtensorModule.WeightsSet",
+                      "skip_empty": "1"}
+            async with http.stream("GET", "/stream", params=params) as response:
+                assert response.status_code == 200
+                node.advance(blocks=40)
+                reader = SseReader(response)
+                last_match = max(n for n in range(start, start + 40) if n % 40 in slots)
+                got = await asyncio.wait_for(read_blocks(reader, last_match), WAIT_S)
+            one = (await http.get(f"/blocks/{got[0]['number']}")).json()
+    assert [b["number"] % 40 for b in got] == sorted(slots, key=lambda i: (i - start) % 40)
+    assert all(b["events"] and {e["name"] for e in b["events"]} <= wanted for b in got)
+    assert [(e["pallet"], e["name"]) for e in one["events"]] == [
+        (e["pallet"], e["event"]) for e in expected[one["number"] % 40]["events"]]
+    assert one["spec_version"] == 218 and one["timestamp"] is not None
