@@ -43,15 +43,15 @@ def contents_json(block: Block, *, exact: bool = False) -> str | None:
     return json.dumps(contents, separators=(",", ":"), default=_fallback)
 
 
-def with_contents(block: Block, raw: str | dict[str, Any] | None) -> Block:
-    """``block`` carrying the contents in ``raw`` (JSON text or its parsed object).
+def with_contents(block: Block, raw: str | bytes | dict[str, Any] | None) -> Block:
+    """``block`` carrying the contents in ``raw`` (JSON text, or its parsed object).
 
     None leaves the block as it is. Anything that is not a contents object raises ValueError
     naming what is wrong; callers turn it into their own error (StoreError, MalformedFrame).
     """
     if raw is None:
         return block
-    obj = json.loads(raw) if isinstance(raw, str) else raw
+    obj = json.loads(raw) if isinstance(raw, str | bytes) else raw
     if not isinstance(obj, dict):
         raise ValueError(f"contents must be a JSON object, got {type(obj).__name__}")
     unknown = set(obj) - set(CONTENTS_KEYS)
