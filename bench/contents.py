@@ -10,6 +10,10 @@ Three figures:
   events and metadata under real trie roots) with 10,000 finalized blocks; a ``BlockFeed``
   starts 10,000 blocks below the head at levels header, events and full; blocks/s until the
   head is delivered;
+- ``store``: the state file keeping contents (schema 3): 10,000 blocks carrying the fixture's
+  decoded contents (level ``full``) saved in batches of 100 (as the feed's checkpoint writes
+  do) and read back in pages of 500 (replay, ``/blocks``), against the same blocks header-only;
+  blocks/s and the file's bytes per block;
 - ``live``: the devnode producing a block every T = 0.2 s; per delivered block, the time from
   the header's arrival (``received_at``) to the subscriber callback, header-only vs
   ``contents="events"``; the extra p50/p99 in ms and in units of T (of this T = 0.2 s, and of
@@ -20,6 +24,7 @@ Usage::
 
     .venv/bin/python bench/contents.py            # ~1 min
     .venv/bin/python bench/contents.py --quick    # fewer blocks
+    .venv/bin/python bench/contents.py --store    # only the store figure, merged into the JSON
 
 Results go to ``bench/results/contents.json``.
 """
@@ -102,6 +107,58 @@ async def bench_decode(seconds: float) -> dict[str, Any]:
         "events_extrinsics_blocks_per_s": round(rate(events_and_extrinsics)),
         "fetcher_full_blocks_per_s": round(fetcher_rate),
     }
+
+
+# ---------------------------------------------------------------------- store window
+
+
+async def bench_store(count: int) -> list[dict[str, Any]]:
+    """Blocks/s saving and reading back ``count`` blocks with and without contents."""
+    from contents_kit import FixtureNode, fixture_blocks
+
+    decoded = await ContentsFetcher(ContentsLevel.FULL).fetch(FixtureNode(), fixture_blocks())
+    return _store_figures(decoded, count)
+
+
+def _store_figures(decoded: list[Block], count: int) -> list[dict[str, Any]]:
+    import dataclasses
+
+    from blockfeed.store import open_store
+
+    out = []
+    for label, with_contents in (("header", False), ("full", True)):
+        blocks = []
+        for i in range(count):
+            model = decoded[i % len(decoded)]
+            if not with_contents:
+                model = dataclasses.replace(model, timestamp=None, spec_version=None,
+                                            events=None, extrinsics=None)
+            blocks.append(dataclasses.replace(model, number=START_BLOCK + i,
+                                              hash="0x%064x" % (START_BLOCK + i)))
+        with tempfile.TemporaryDirectory(prefix="blockfeed-store-") as tmp:
+            path = Path(tmp) / "state.sqlite"
+            with open_store(path, window=count) as store:
+                began = time.perf_counter()
+                for at in range(0, count, 100):
+                    store.save_blocks(blocks[at:at + 100])
+                save_s = time.perf_counter() - began
+                began = time.perf_counter()
+                back: list[Block] = []
+                for at in range(0, count, 500):
+                    back.extend(store.get_range(START_BLOCK + at, 500))
+                read_s = time.perf_counter() - began
+            size = sum(f.stat().st_size for f in Path(tmp).iterdir())
+        same = [(b.events, b.extrinsics) for b in back] == [(b.events, b.extrinsics)
+                                                             for b in blocks]
+        entry = {"level": label, "blocks": count,
+                 "save_blocks_per_s": round(count / save_s),
+                 "read_blocks_per_s": round(count / read_s),
+                 "bytes_per_block": round(size / count), "read_back_equal": same}
+        out.append(entry)
+        print(f"  store {label:6}: save {entry['save_blocks_per_s']} blocks/s, read "
+              f"{entry['read_blocks_per_s']} blocks/s, {entry['bytes_per_block']} B/block",
+              flush=True)
+    return out
 
 
 # ---------------------------------------------------------------------- devnode child
@@ -224,6 +281,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     decode = await bench_decode(1.0 if args.quick else 3.0)
     for key, value in decode.items():
         print(f"  {key}: {value}", flush=True)
+    print("store window:", flush=True)
+    store = await bench_store(2_000 if args.quick else 10_000)
     backfill = await bench_backfill(2_000 if args.quick else 10_000)
     live = await bench_live(20 if args.quick else 60)
     return {
@@ -232,6 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "decoder": "bittensor-core",
         "decode": decode,
         "backfill": backfill,
+        "store": store,
         "live": live,
         "targets": {"decode_blocks_per_s": TARGET_DECODE,
                     "backfill_events_blocks_per_s": TARGET_BACKFILL,
@@ -253,6 +313,9 @@ def render(result: dict[str, Any]) -> str:
         *[[f"backfill {n} blocks, level {lv}", f"{b['blocks_per_s']} blocks/s",
            f">= {TARGET_BACKFILL}" if lv != "header" else ""]
           for lv, b in backfill.items() for n in [b["blocks"]]],
+        *[[f"store {b['blocks']} blocks, {b['level']}: save / read",
+           f"{b['save_blocks_per_s']} / {b['read_blocks_per_s']} blocks/s, "
+           f"{b['bytes_per_block']} B/block", ""] for b in result.get("store", [])],
         ["live delay added by events (p99)",
          f"{live['extra_p99_ms']} ms = {live['extra_p99_T']} T of 0.2 s = "
          f"{live['extra_p99_finney_T']} T of 12 s", f"<= {TARGET_LIVE_P99_T} T"],
@@ -263,6 +326,8 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--store", action="store_true",
+                        help="measure the store window only; update that part of --out")
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
     parser.add_argument("--role", choices=["main", "node"], default="main",
                         help=argparse.SUPPRESS)
@@ -273,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "node":
         asyncio.run(serve_node(args))
         return 0
-    result = asyncio.run(run(args))
+    if args.store:
+        result = json.loads(args.out.read_text()) if args.out.exists() else {}
+        result["store"] = asyncio.run(bench_store(2_000 if args.quick else 10_000))
+    else:
+        result = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
         None, gt=0, description="/ready fails when the last block is older; default 5 block times"
     )
     log_format: Literal["text", "json"] = Field("text", description="log line format")
+    contents: Literal["header", "timestamp", "events", "full"] = Field(
+        "header",
+        description="what each block carries besides its header: timestamp (and spec version), "
+        "events, or full (events and verified extrinsics)",
+    )
 
     @field_validator("endpoints", "http_endpoints", "alert_webhooks", "sinks", mode="before")
     @classmethod
@@ -184,6 +189,11 @@ class Settings(BaseSettings):
         if value:
             _check_url(value, _REDIS_SCHEMES, "redis URL")
         return value or None
+
+    @field_validator("contents", mode="before")
+    @classmethod
+    def _contents(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("network")
     @classmethod

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from contents_kit import FIXTURE, expected
 
 from blockfeed import BlockFeed
 from blockfeed.devnode import DevNode, DevNodeConfig
+from blockfeed.epochs import EpochMonitor, EpochSchedule, TriggerContext
+from blockfeed.store import open_store
 from blockfeed.types import Block, FeedEvent
 
 START = 5_000
@@ -135,6 +138,41 @@ async def test_an_altered_body_is_never_delivered(node: DevNode) -> None:
     blocks: list[Block] = got.items
     assert [b.number for b in blocks[:5]] == list(range(FIRST, FIRST + 5))
     assert all(b.extrinsics is not None for b in blocks)
+
+
+async def test_store_window_keeps_what_was_delivered(node: DevNode, tmp_path: Path) -> None:
+    """Blocks saved by a feed with contents read back from its state file (what /blocks/{n},
+    catch-up and replays use) with the delivered timestamp, spec version, events, extrinsics."""
+    with open_store(tmp_path / "state.sqlite") as store:
+        async with _feed(node, "full", store=store) as feed:
+            blocks = await _take(feed, 12)
+            await asyncio.wait_for(feed.save_checkpoint(), WAIT_S)
+        for block in blocks:
+            stored = store.get_block(block.number)
+            assert stored is not None and stored.hash == block.hash
+            assert (stored.timestamp, stored.spec_version, stored.events, stored.extrinsics) == (
+                block.timestamp, block.spec_version, block.events, block.extrinsics)
+            assert stored.events and stored.extrinsics
+
+
+async def test_epoch_triggers_see_the_block_with_its_contents(node: DevNode) -> None:
+    """A trigger's context carries the delivered block, with the events and extrinsics that
+    expected.json lists for it (10-block epochs, trigger at position 3)."""
+    contexts = Collector()
+    async with _feed(node, "full") as feed:
+        async with EpochMonitor(EpochSchedule(10)) as monitor:
+            monitor.at_block("weights", 3, contexts)
+            monitor.attach(feed)
+            await contexts.wait_for(lambda items: len(items) >= 3, "three trigger calls")
+    calls: list[TriggerContext] = contexts.items
+    numbers = [c.block_number for c in calls]
+    assert len(numbers) >= 3 and all(n % 10 == 3 for n in numbers)
+    assert numbers == sorted(set(numbers))  # each epoch once, in order
+    for context in calls:
+        block = context.block
+        assert block is not None and block.number == context.block_number
+        assert block.events is not None and block.extrinsics is not None
+        _check_against_expected(block.number, block.events, block.extrinsics)
 
 
 async def test_subscriber_event_filter_and_skip_empty(node: DevNode) -> None:

@@ -152,3 +152,15 @@ def test_secret_urls_cover_everything() -> None:
     assert f"wss://n.example/{KEY}" in urls
     assert f"https://h.example/{KEY}" in urls and f"slack+https://h.example/{KEY}" in urls
     assert "redis://:pw@r.example:6379/0" in urls
+
+
+def test_contents_level_from_flag_env_and_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``contents`` defaults to header, comes from BLOCKFEED_CONTENTS (any case) or the flag,
+    and an unknown level is a ConfigError naming the setting and the choices."""
+    assert load_settings().contents == "header"
+    monkeypatch.setenv("BLOCKFEED_CONTENTS", " Events ")
+    assert load_settings().contents == "events"
+    assert load_settings(contents="full").contents == "full"
+    with pytest.raises(ConfigError) as info:
+        load_settings(contents="everything")
+    assert "contents" in str(info.value) and "'full'" in str(info.value)

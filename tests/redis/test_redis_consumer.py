@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable
@@ -63,6 +64,22 @@ async def test_after_n_yields_the_next_blocks_then_follows_new_ones(
         later = await waiting
     assert later == chain[20:]
     assert all(b.header == c.header for b, c in zip(first + later, chain[5:], strict=True))
+
+
+async def test_blocks_read_back_with_their_contents(
+    redis_server: RedisServer, stream_name: str
+) -> None:
+    """Entries written with contents are consumed with their timestamp, spec version, events."""
+    chain = [dataclasses.replace(b, timestamp=1_700_000_000_000 + b.number, spec_version=218,
+                                 events=[{"index": 0, "pallet": "System", "name": "Remarked",
+                                          "fields": {"n": b.number}}])
+             for b in make_chain(5)]
+    put(redis_server, stream_name, chain)
+    async with reader(redis_server, stream_name, after=chain[0].number - 1) as blocks:
+        got = await take(blocks, 5)
+    assert_chain(got, chain)
+    assert [(b.timestamp, b.spec_version, b.events) for b in got] == [
+        (b.timestamp, b.spec_version, b.events) for b in chain]
 
 
 async def test_no_after_starts_at_the_newest_block(

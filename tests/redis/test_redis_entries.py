@@ -76,6 +76,41 @@ def test_block_without_header_round_trips() -> None:
     assert block_from_entry(stream_id(block.number), fields, stream="s") == block
 
 
+def contents_block(block: Block) -> Block:
+    """``block`` with contents holding a u128-like amount (beyond 2^53)."""
+    return dataclasses.replace(
+        block, timestamp=1_700_000_000_123, spec_version=219,
+        events=[{"index": 0, "phase": "Finalization", "extrinsic_index": None,
+                 "pallet": "SubtensorModule", "name": "StakeAdded",
+                 "fields": {"amount": 2**80}}],
+        extrinsics=None,
+    )
+
+
+def test_contents_field_round_trips_with_big_ints_as_text() -> None:
+    """An optional ``contents`` field carries the block's contents (ints beyond 2^53 as text)
+    and reads back; a header-only block writes no such field."""
+    plain = make_chain(2)
+    block = contents_block(plain[0])
+    fields = entry_fields(block)
+    assert json.loads(fields["contents"])["events"][0]["fields"]["amount"] == str(2**80)
+    back = block_from_entry(stream_id(block.number), fields, stream="s")
+    assert (back.timestamp, back.spec_version, back.extrinsics) == (1_700_000_000_123, 219, None)
+    assert back.events == [{**block.events[0], "fields": {"amount": str(2**80)}}]  # type: ignore[index]
+    assert "contents" not in entry_fields(plain[1])
+    assert block_from_entry(stream_id(plain[1].number), entry_fields(plain[1]),
+                            stream="s").spec_version is None
+
+
+@pytest.mark.parametrize("damage", ["{", "[]", '{"events": 3}', '{"spec_version": "x"}'])
+def test_a_damaged_contents_field_is_refused(damage: str) -> None:
+    """A ``contents`` field blockfeed did not write is a MalformedFrame, not a crash."""
+    block = contents_block(make_chain(1)[0])
+    fields = {**entry_fields(block), "contents": damage}
+    with pytest.raises(MalformedFrame, match="contents"):
+        block_from_entry(stream_id(block.number), fields, stream="s")
+
+
 def test_tampered_entries_are_refused() -> None:
     """A hash that the header does not produce, or a number that disagrees, is an error."""
     block = make_chain(1)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 
@@ -70,3 +71,29 @@ class WindowStore:
 def fast_delays() -> itertools.repeat[float]:
     """Reconnect delays for tests: retry every 50 ms."""
     return itertools.repeat(0.05)
+
+
+BIG_AMOUNT = 2**70 + 3
+"""A u128-like amount: beyond 2^53, so sinks must write it as text."""
+
+
+def with_contents(blocks: list[Block]) -> list[Block]:
+    """``blocks`` carrying contents as a feed at level ``full`` delivers them: a transfer with a
+    big amount, a remark holding a NUL character (JSONB refuses it raw), one extrinsic."""
+    return [
+        dataclasses.replace(
+            block,
+            timestamp=1_700_000_000_000 + block.number,
+            spec_version=218,
+            events=[
+                {"index": 0, "phase": "ApplyExtrinsic", "extrinsic_index": 0,
+                 "pallet": "Balances", "name": "Transfer",
+                 "fields": {"amount": BIG_AMOUNT, "memo": "a\x00b"}},
+            ],
+            extrinsics=[
+                {"index": 0, "pallet": "Timestamp", "call": "set", "args": {"now": block.number},
+                 "signed": False, "hash": "0x" + "cd" * 32},
+            ],
+        )
+        for block in blocks
+    ]

@@ -8,9 +8,10 @@ from typing import Any
 
 import nats
 import pytest
-from sink_chain import WindowStore, fast_delays, make_chain
+from sink_chain import BIG_AMOUNT, WindowStore, fast_delays, make_chain, with_contents
 from sink_servers import NatsServer
 
+from blockfeed.contents import json_safe
 from blockfeed.errors import ConfigError, VerificationError
 from blockfeed.sinks.nats import NatsConsumer, NatsSink, split_servers
 from blockfeed.types import Block
@@ -75,6 +76,24 @@ async def test_publishes_one_message_per_block_in_order(nats: NatsServer) -> Non
     assert [b.hash for b in got] == [b.hash for b in chain]
     later = await consume(nats.url, stream, 100, after=chain[599].number)
     assert [b.number for b in later] == [b.number for b in chain[600:]]
+
+
+async def test_contents_travel_in_the_payload(nats: NatsServer) -> None:
+    """A block's contents are in its message (big ints as text) and the consumer reads them
+    back; a header-only block has no ``contents`` key."""
+    stream, chain = stream_name(), make_chain(4, seed=12)
+    blocks = with_contents(chain[:2]) + chain[2:]
+    async with sink(nats.url, stream) as s:
+        for block in blocks:
+            await s.publish(block)
+        assert await s.flush(WAIT_S)
+    messages = [m[1] for m in await read_all(nats.url, stream)]
+    assert messages[0]["contents"]["events"][0]["fields"]["amount"] == str(BIG_AMOUNT)
+    assert "contents" not in messages[2]
+    got = await consume(nats.url, stream, 4, after=chain[0].number - 1)
+    assert [b.spec_version for b in got] == [218, 218, None, None]
+    assert got[1].events is not None and got[1].events[0]["name"] == "Transfer"
+    assert got[1].extrinsics == json_safe(blocks[1].extrinsics)
 
 
 async def test_redundant_publishers_leave_each_block_once(nats: NatsServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sink_chain import WindowStore, assert_linked, fast_delays, make_chain
+from sink_chain import (
+    BIG_AMOUNT,
+    WindowStore,
+    assert_linked,
+    fast_delays,
+    make_chain,
+    with_contents,
+)
 
 from blockfeed.errors import ConfigError
 from blockfeed.sinks.base import Sink
@@ -74,6 +82,33 @@ async def test_writes_every_block_in_order_with_its_cursor(pg_url: str) -> None:
     assert (cursor["number"], cursor["hash"]) == (chain[-1].number, chain[-1].hash)
     assert roots["state_root"] == "0x" + chain[0].header.state_root.hex()
     assert roots["received_at"].timestamp() == pytest.approx(chain[0].received_at)
+
+
+async def test_contents_fill_the_jsonb_column(pg_url: str) -> None:
+    """Blocks with contents fill ``contents`` (big ints as text, NUL as U+FFFD, since JSONB
+    refuses it); header-only blocks leave it NULL."""
+    chain = make_chain(6, seed=11)
+    blocks = with_contents(chain[:3]) + chain[3:]
+    async with sink(pg_url) as s:
+        for block in blocks:
+            await s.publish(block)
+        assert await s.flush(WAIT_S)
+    conn = await asyncpg.connect(pg_url, timeout=10)
+    try:
+        got = await conn.fetch(
+            "SELECT number, contents, contents->'events'->0->>'name' AS event"
+            " FROM blockfeed.blocks WHERE number = ANY($1::bigint[]) ORDER BY number",
+            [b.number for b in blocks],
+        )
+    finally:
+        await conn.close()
+    assert [r["number"] for r in got] == [b.number for b in blocks]
+    assert [r["event"] for r in got] == ["Transfer"] * 3 + [None] * 3
+    first = json.loads(got[0]["contents"])
+    assert first["spec_version"] == 218 and first["timestamp"] == blocks[0].timestamp
+    assert first["events"][0]["fields"] == {"amount": str(BIG_AMOUNT), "memo": "a\ufffdb"}
+    assert first["extrinsics"][0]["call"] == "set"
+    assert [r["contents"] for r in got[3:]] == [None] * 3
 
 
 async def test_redundant_writers_leave_one_row_per_number(pg_url: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sink_chain import WindowStore, fast_delays, make_chain
+from sink_chain import BIG_AMOUNT, WindowStore, fast_delays, make_chain, with_contents
 from webhook_receiver import SECRET, WAIT_S, Receiver
 
 from blockfeed.errors import ConfigError
@@ -51,6 +51,21 @@ async def test_each_block_is_posted_once_in_order_with_a_valid_signature(
     got = receiver.accepted
     assert all(a["parent_hash"] == b["hash"] for b, a in itertools.pairwise(got))
     assert receiver.bad_signatures == 0 and receiver.requests == 50
+
+
+async def test_the_payload_carries_contents(receiver: Receiver) -> None:
+    """A block with contents is posted with them (big ints as text); header-only, without."""
+    chain = make_chain(3, seed=13)
+    blocks = with_contents(chain[:1]) + chain[1:]
+    async with sink(receiver.url) as s:
+        for block in blocks:
+            await s.publish(block)
+        assert await s.flush(WAIT_S)
+    first, second = receiver.accepted[0], receiver.accepted[1]
+    assert first["contents"]["spec_version"] == 218
+    assert first["contents"]["events"][0]["fields"]["amount"] == str(BIG_AMOUNT)
+    assert first["contents"]["extrinsics"][0]["call"] == "set"
+    assert "contents" not in second and receiver.bad_signatures == 0
 
 
 async def test_a_receiver_outage_delays_but_loses_nothing(receiver: Receiver) -> None:

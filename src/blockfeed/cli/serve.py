@@ -139,6 +139,15 @@ def serve(
             help="Redis stream key (default blockfeed:finalized, what consume reads).",
         ),
     ] = None,
+    contents: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LEVEL",
+            help="What each block carries: header (default), timestamp, events or full "
+            "(events and verified extrinsics); also $BLOCKFEED_CONTENTS.",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -172,6 +181,7 @@ def serve(
             redis_url=redis,
             sinks=sink,
             redis_stream=stream,
+            contents=contents,
         )
         from blockfeed.gateway.runtime import check_sinks
 

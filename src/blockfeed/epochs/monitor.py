@@ -91,6 +91,10 @@ class TriggerContext:
     """True when it fires well after that block was the head (outage, downtime, catch-up)."""
     attempt: int = 1
     """1 for the first call, 2 for the first retry, ..."""
+    block: Block | None = None
+    """The delivered block it was due at, with its contents when the feed fetches them
+    (``BlockFeed(contents=...)``: ``block.events``, ...). None when it fires for a block the
+    monitor did not see (skipped, or delivered before a restart)."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -112,6 +116,7 @@ class _Due:
     epoch: int
     block_number: int
     late: bool
+    block: Block | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,7 @@ class _Seen:
     hash: str
     late: bool
     seen_at: float
+    block: Block | None = None
 
 
 class EpochMonitor:
@@ -226,7 +232,7 @@ class EpochMonitor:
             return
         self._ensure_worker()
         assert self._queue is not None
-        self._queue.put_nowait(_Seen(block.number, block.hash, block.late, self._clock()))
+        self._queue.put_nowait(_Seen(block.number, block.hash, block.late, self._clock(), block))
 
     async def start(self) -> None:
         """Start the worker task (``on_block`` does it too when needed)."""
@@ -299,7 +305,7 @@ class EpochMonitor:
         late_now = self._is_late(seen)
         for trigger in self._triggers:
             if span.start + trigger.offset == seen.number:
-                due.append(_Due(trigger, span.epoch, seen.number, late_now))
+                due.append(_Due(trigger, span.epoch, seen.number, late_now, seen.block))
         self._last_number = seen.number
         self._move_anchor(seen)
         due.sort(key=lambda d: (d.block_number, d.trigger.order))
@@ -420,7 +426,7 @@ class EpochMonitor:
         attempt = 0
         while True:
             attempt += 1
-            context = TriggerContext(name, epoch, due.block_number, due.late, attempt)
+            context = TriggerContext(name, epoch, due.block_number, due.late, attempt, due.block)
             try:
                 await self._call(due.trigger.handler, context)
             except asyncio.CancelledError:

@@ -179,6 +179,13 @@ class GatewayCollector(Collector):
                 f"{PREFIX}_last_block_number", "Number of the last delivered block",
                 value=last.number,
             )
+        if last is not None and last.spec_version is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_spec_version",
+                "Spec version of the runtime of the last delivered block (with --contents; "
+                "upgrades also count in feed_events{kind=\"runtime_upgraded\"})",
+                value=last.spec_version,
+            )
         if status.last_block_age_s is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_last_block_age_seconds", "Seconds since the last block was received",

@@ -34,6 +34,11 @@ class BlockOut(BaseModel):
     block_in_epoch: int | None = None
     state_root: str | None = None
     extrinsics_root: str | None = None
+    # Contents (``serve --contents``); null when the gateway fetches headers only.
+    timestamp: int | None = Field(None, description="ms, Timestamp.Now")
+    spec_version: int | None = None
+    events: list[dict[str, Any]] | None = None
+    extrinsics: list[dict[str, Any]] | None = None
 
 
 class BlocksPageOut(BaseModel):

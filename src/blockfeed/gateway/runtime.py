@@ -36,6 +36,7 @@ def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
         store=store,
         block_time_s=settings.block_time_s,
         epoch_length=settings.epoch_length,
+        contents=settings.contents,
         **options,
     )
 

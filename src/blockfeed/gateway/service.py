@@ -31,9 +31,11 @@ from fastapi.staticfiles import StaticFiles
 
 from blockfeed.codec.header import MAX_BLOCK_NUMBER
 from blockfeed.config import DEFAULT_EPOCH_LENGTH, DEFAULT_NETWORK, Settings
+from blockfeed.contents.filters import EventFilter
 from blockfeed.errors import ConfigError
 from blockfeed.gateway import models
 from blockfeed.gateway.alerts import AlertDispatcher
+from blockfeed.gateway.event_filter import SseEventFilter
 from blockfeed.gateway.hub import (
     DEFAULT_CLIENT_QUEUE_SIZE,
     DEFAULT_KEEPALIVE_S,
@@ -96,6 +98,8 @@ class GatewayOptions:
     """Default: the open-file limit minus a reserve (one descriptor per stream)."""
     write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S
     secrets: tuple[str, ...] = ()
+    contents: str = "header"
+    """The feed's contents level; ``/stream?events=`` needs ``events`` or ``full``."""
     clock: Callable[[], float] = field(default=time.time)
 
     def __post_init__(self) -> None:
@@ -115,6 +119,7 @@ class GatewayOptions:
             "admin_token": token,
             "ready_max_block_age_s": settings.ready_age_limit_s(),
             "secrets": tuple(settings.secret_urls()),
+            "contents": settings.contents,
         }
         values.update(overrides)
         return cls(**values)
@@ -353,6 +358,9 @@ SSE_EVENT_SCHEMA: dict[str, Any] = {
     },
     "required": ["data"],
 }
+_EVENT_NAME = r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|\*))?"
+_EVENTS_PATTERN = rf"^{_EVENT_NAME}(,{_EVENT_NAME})*$"
+"""``/stream?events=``: comma-separated ``Pallet.Name``, ``Pallet`` or ``Pallet.*``."""
 BlockNumber = Annotated[int, Path(ge=0, le=MAX_BLOCK_NUMBER, description="block number")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": models.ErrorOut},
@@ -467,7 +475,7 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
                 "`event: feed` frames; `: keep-alive` comments while idle",
             },
             # Errors are JSON although the route's media type is text/event-stream.
-            **{code: JSON_ERROR for code in (400, 404, 503)},
+            **{code: JSON_ERROR for code in (400, 404, 409, 503)},
         },
         summary="Server-Sent Events: blocks (resumable with Last-Event-ID or ?from=) and modes",
     )
@@ -487,7 +495,17 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
                 description="resume after this block number (sent by EventSource)",
             ),
         ] = NO_EVENT_ID,
+        events: Annotated[
+            str | None,
+            Query(max_length=2000, pattern=_EVENTS_PATTERN, description="only these events, "
+                  "e.g. SubtensorModule.WeightsSet,Balances.Transfer (a bare pallet keeps all "
+                  "of its events; needs a gateway started with --contents events or full)"),
+        ] = None,
+        skip_empty: Annotated[
+            bool, Query(description="with events=: leave out blocks with none of them")
+        ] = False,
     ) -> Response:
+        frame_filter = _event_filter(gw, events, skip_empty)
         start = _resume_point(from_, last_event_id)
         await gw.hub.admission.take(1)  # a reconnect storm is set up over several iterations
         if start is not None:
@@ -506,6 +524,7 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
             window=gw.window,
             start_number=start,
             first_frames=_mode_snapshot(gw),
+            frame_filter=frame_filter,
         )
 
     @app.get(
@@ -536,6 +555,19 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
         gw.require_feed().request_reconnect("admin")
         log.warning("admin requested a socket reconnect")
         return {"status": "accepted", "action": "reconnect"}
+
+
+def _event_filter(gw: Gateway, events: str | None, skip_empty: bool) -> SseEventFilter | None:
+    """The ``?events=`` filter of one stream (None without one); 400 for a bad request."""
+    if events is None:
+        return None
+    if gw.options.contents not in ("events", "full"):
+        raise HTTPException(409, detail="events= needs a gateway started with --contents events "
+                            f"or full (this one fetches {gw.options.contents})")
+    try:
+        return SseEventFilter(EventFilter.parse(events), skip_empty=skip_empty)
+    except ConfigError as exc:
+        raise HTTPException(400, detail=str(exc)) from None
 
 
 def _readiness(gw: Gateway) -> tuple[bool, str]:

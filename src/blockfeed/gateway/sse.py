@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.responses import Response
@@ -71,6 +72,7 @@ class EventStreamResponse(Response):
         window: BlockWindow,
         start_number: int | None,
         first_frames: bytes,
+        frame_filter: Callable[[int, bytes], bytes | None] | None = None,
     ) -> None:
         super().__init__(content=None, headers=SSE_HEADERS, media_type=self.media_type)
         # A stream has no length: drop the "content-length: 0" Response adds for an empty body.
@@ -81,6 +83,8 @@ class EventStreamResponse(Response):
         self._next = start_number
         self._first_frames = first_frames
         self._loop_time = asyncio.get_running_loop().time
+        self._filter = frame_filter
+        """``?events=``: rewrites (or leaves out, None) each block frame for this client."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tasks: list[asyncio.Task[Any]] = []
@@ -146,7 +150,8 @@ class EventStreamResponse(Response):
                 await self._write(send, body)
 
     async def _replay(self, send: Send) -> None:
-        """Send ``next .. head`` from the window in paced, bounded batches."""
+        """Send ``next .. head`` from the window in paced, bounded batches (each block frame as
+        this client wants it: see :meth:`_shaped`)."""
         assert self._next is not None
         head = self._window_head()
         while self._next <= head:
@@ -155,16 +160,25 @@ class EventStreamResponse(Response):
             if not frames:
                 raise StreamGap(f"block {self._next} is no longer available")
             size = 0
+            taken = 0
             batch: list[bytes] = []
-            for _, frame in frames:
-                if batch and size + len(frame) > REPLAY_BATCH_BYTES:
+            for block, frame in frames:
+                if taken and size + len(frame) > REPLAY_BATCH_BYTES:
                     break
-                batch.append(frame)
+                taken += 1
                 size += len(frame)
-            await self._write(send, b"".join(batch))
-            self._next = frames[len(batch) - 1][0].number + 1
+                batch.extend(self._shaped(((block.number, frame),)))
+            if batch:
+                await self._write(send, b"".join(batch))
+            self._next = frames[taken - 1][0].number + 1
             self._client.sent += len(batch)
             await asyncio.sleep(0)  # a write that did not block did not yield
+
+    def _shaped(self, frames: Iterable[tuple[int, bytes]]) -> list[bytes]:
+        """Block frames as this client wants them (all of them, unless it filters events)."""
+        if self._filter is None:
+            return [frame for _, frame in frames]
+        return [f for f in (self._filter(n, frame) for n, frame in frames) if f]
 
     def _window_head(self) -> int:
         bounds = self._window.bounds()
@@ -187,8 +201,8 @@ class EventStreamResponse(Response):
                 filled = self._window.frames(self._next, missing)
                 if len(filled) != missing:
                     raise StreamGap(f"blocks {self._next}..{number - 1} are not available")
-                out.extend(f for _, f in filled)
-            out.append(frame)
+                out.extend(self._shaped((b.number, f) for b, f in filled))
+            out.extend(self._shaped([(number, frame)]))
             self._next = number + 1
         self._client.sent += len(out)
         return b"".join(out)

@@ -181,4 +181,9 @@ def status_payload(
             {"mode": s.mode, "start": s.start, "end": s.end} for s in timeline.segments(now)
         ],
         "recent_events": [event_json(e) for e in reversed(events)],
+        # With --contents: the runtime of the last block, and the latest upgrade still recent.
+        "spec_version": last.spec_version if last is not None else None,
+        "runtime_upgraded": next(
+            (event_json(e) for e in reversed(events) if e.kind == "runtime_upgraded"), None
+        ),
     }

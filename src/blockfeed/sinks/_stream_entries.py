@@ -3,7 +3,9 @@
 Entry ID ``<number>-0`` (block 0 gets ``0-1``, because Redis refuses the ID ``0-0``). Fields,
 all strings: ``number``, ``hash``, ``parent_hash``, ``source``, ``received_at`` (``repr`` of the
 float, so it round-trips exactly), ``late`` (``"0"``/``"1"``) and ``header`` (the header's JSON-RPC
-wire shape, compact JSON; absent when the block has no header).
+wire shape, compact JSON; absent when the block has no header) and ``contents`` (JSON of
+``timestamp``, ``spec_version``, ``events``, ``extrinsics``, integers beyond 2^53 as text; absent
+when the feed fetches headers only).
 
 Pure functions and one small state object; no I/O.
 """
@@ -15,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from blockfeed.codec import block_hash, header_from_json, parse_hash
+from blockfeed.contents.wire import contents_json, with_contents
 from blockfeed.errors import MalformedFrame, VerificationError
 from blockfeed.types import Block, Header, Source
 
@@ -57,6 +60,9 @@ def entry_fields(block: Block) -> dict[str, str]:
     }
     if block.header is not None:
         fields["header"] = json.dumps(block.header.to_json(), separators=(",", ":"))
+    contents = contents_json(block)
+    if contents is not None:
+        fields["contents"] = contents
     return fields
 
 
@@ -84,7 +90,7 @@ def block_from_entry(entry_id: str, fields: Mapping[str, Any], *, stream: str) -
     header = _header(fields.get("header"), where) if "header" in fields else None
     if header is not None:
         _verify_header(header, number, hash_, parent_hash, where)
-    return Block(
+    block = Block(
         number=number,
         hash=hash_,
         parent_hash=parent_hash,
@@ -93,6 +99,10 @@ def block_from_entry(entry_id: str, fields: Mapping[str, Any], *, stream: str) -
         header=header,
         late=fields.get("late") == "1",
     )
+    try:
+        return with_contents(block, fields.get("contents"))
+    except (ValueError, TypeError) as exc:
+        raise MalformedFrame(f"{where} has contents blockfeed did not write: {exc}") from None
 
 
 def _header(raw: Any, where: str) -> Header:

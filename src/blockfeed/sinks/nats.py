@@ -32,6 +32,7 @@ import nats.js.errors as js_errors
 from nats.js import api as js_api
 
 from blockfeed.codec import block_hash, header_from_json
+from blockfeed.contents.wire import contents_of, with_contents
 from blockfeed.errors import ConfigError, MalformedFrame, VerificationError
 from blockfeed.sinks.base import CursorSink, SinkRefused, block_row
 from blockfeed.types import Block, Source
@@ -86,6 +87,9 @@ def _payload(block: Block) -> bytes:
     row["source"] = str(block.source)
     if block.header is not None:
         row["header"] = block.header.to_json()
+    contents = contents_of(block)
+    if contents is not None:
+        row["contents"] = contents
     return json.dumps(row, separators=(",", ":")).encode()
 
 
@@ -96,7 +100,8 @@ def block_from_payload(data: bytes, subject: str) -> Block:
         number, hash_, parent = int(row["number"]), str(row["hash"]), str(row["parent_hash"])
         received_at = float(row["received_at"])
         header_json = row.get("header")
-    except (ValueError, KeyError, TypeError) as exc:
+        contents = row.get("contents")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MalformedFrame(
             f"NATS message on {subject!r} is not a blockfeed block: {exc}"
         ) from None
@@ -109,7 +114,7 @@ def block_from_payload(data: bytes, subject: str) -> Block:
             raise VerificationError(
                 f"block {number} on {subject!r}: header does not hash to {hash_}"
             )
-    return Block(
+    block = Block(
         number=number,
         hash=hash_,
         parent_hash=parent,
@@ -118,6 +123,10 @@ def block_from_payload(data: bytes, subject: str) -> Block:
         header=header,
         late=True,
     )
+    try:
+        return with_contents(block, contents)
+    except ValueError as exc:
+        raise MalformedFrame(f"NATS message on {subject!r}: {exc}") from None
 
 
 async def _connect(servers: list[str], timeout_s: float) -> Any:

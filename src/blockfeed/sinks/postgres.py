@@ -24,11 +24,12 @@ two writers starting together cannot both apply one.
 
 from __future__ import annotations
 
-import json
+import re
 import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+from blockfeed.contents.wire import contents_json
 from blockfeed.errors import ConfigError
 from blockfeed.sinks.base import CursorSink, SinkRefused, block_row
 from blockfeed.types import Block
@@ -168,7 +169,7 @@ class PostgresSink(CursorSink):
     async def _write_batch(self, blocks: list[Block]) -> None:
         conn = self._conn
         rows = [block_row(b) for b in blocks]
-        contents = [_contents_json(b) for b in blocks]
+        contents = [_jsonb_text(b) for b in blocks]
         columns = [
             [r[name] for r in rows]
             for name in (
@@ -261,11 +262,14 @@ async def migrate(conn: Any) -> int:
     return newest
 
 
-def _contents_json(block: Block) -> str | None:
-    """The block's decoded contents as JSON text, when the feed attached any."""
-    contents = getattr(block, "contents", None)
-    if contents is None:
-        return None
-    if hasattr(contents, "to_json"):
-        contents = contents.to_json()
-    return json.dumps(contents, default=str, separators=(",", ":"))
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+"""``\\u0000`` as a JSON escape (not a literal backslash before ``u0000``)."""
+
+
+def _jsonb_text(block: Block) -> str | None:
+    """The block's contents as JSON for the ``contents`` column (None for headers only).
+
+    JSONB refuses the NUL character, which a decoded remark may hold: it is written as U+FFFD,
+    so anyone's on-chain text cannot stop the sink."""
+    text = contents_json(block)
+    return None if text is None else _NUL_ESCAPE.sub(r"\1\\ufffd", text)

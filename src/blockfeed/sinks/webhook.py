@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from blockfeed.contents.wire import contents_of
 from blockfeed.errors import ConfigError
 from blockfeed.sinks.base import CursorSink, SinkRefused, block_row
 from blockfeed.types import Block
@@ -147,6 +148,9 @@ class WebhookSink(CursorSink):
         assert self._client is not None
         row = block_row(block)
         row["source"] = str(block.source)
+        contents = contents_of(block)
+        if contents is not None:
+            row["contents"] = contents
         body = json.dumps(row, separators=(",", ":")).encode()
         timestamp = int(self._wall())
         headers = {

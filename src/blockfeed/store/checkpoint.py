@@ -79,8 +79,9 @@ MAX_TRIGGER_DETAIL_CHARS = 2_000
 TriggerStatus = Literal["fired", "failed"]
 TRIGGER_STATUSES: tuple[str, ...] = ("fired", "failed")
 
-_INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_OUTBOX = f"INSERT OR IGNORE INTO outbox ({BLOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_PLACEHOLDERS = ", ".join("?" * len(BLOCK_COLUMNS.split(",")))
+_INSERT_BLOCK = f"INSERT OR REPLACE INTO blocks ({BLOCK_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+_INSERT_OUTBOX = f"INSERT OR IGNORE INTO outbox ({BLOCK_COLUMNS}) VALUES ({_PLACEHOLDERS})"
 _SET_CHECKPOINT = (
     "INSERT INTO checkpoint (id, number, hash) VALUES (1, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET number = excluded.number, hash = excluded.hash"

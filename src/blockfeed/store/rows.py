@@ -1,4 +1,6 @@
-"""Block <-> table row. The header is kept as its wire JSON so replays are byte-for-byte complete.
+"""Block <-> table row. The header is kept as its wire JSON so replays are byte-for-byte complete,
+and the contents (when the feed fetched any) as exact JSON, so a replayed block equals the
+delivered one (see :mod:`blockfeed.contents.wire`).
 
 Rows are read back through :func:`blockfeed.codec.header_from_json`, the same gate every header
 from a node passes, so a tampered or damaged row surfaces as a StoreError, never as a bad Block.
@@ -10,12 +12,15 @@ import json
 from typing import Any
 
 from blockfeed.codec import header_from_json
+from blockfeed.contents.wire import contents_json, with_contents
 from blockfeed.errors import MalformedFrame, StoreError
 from blockfeed.types import Block, Header, Source
 
-BLOCK_COLUMNS = "number, hash, parent_hash, source, received_at, late, header, delivered_at"
+BLOCK_COLUMNS = (
+    "number, hash, parent_hash, source, received_at, late, header, delivered_at, contents"
+)
 
-Row = tuple[int, str, str, str, float, int, str | None, float | None]
+Row = tuple[int, str, str, str, float, int, str | None, float | None, str | None]
 
 
 def header_json(header: Header) -> str:
@@ -41,15 +46,17 @@ def block_to_row(block: Block) -> Row:
         1 if block.late else 0,
         header,
         None if block.delivered_at is None else float(block.delivered_at),
+        contents_json(block, exact=True),
     )
 
 
 def row_to_block(row: tuple[Any, ...], *, table: str) -> Block:
     """The Block stored in ``row``; a row that does not make sense raises StoreError."""
-    number, block_hash, parent_hash, source, received_at, late, header_text, delivered_at = row
+    (number, block_hash, parent_hash, source, received_at, late, header_text, delivered_at,
+     contents) = row
     try:
         header = None if header_text is None else header_from_json(json.loads(header_text))
-        return Block(
+        block = Block(
             number=int(number),
             hash=str(block_hash),
             parent_hash=str(parent_hash),
@@ -59,6 +66,7 @@ def row_to_block(row: tuple[Any, ...], *, table: str) -> Block:
             late=bool(late),
             delivered_at=None if delivered_at is None else float(delivered_at),
         )
+        return with_contents(block, contents)
     except (ValueError, TypeError, MalformedFrame) as exc:
         raise StoreError(
             f"the state file's {table} table holds a damaged row for block {number!r} "

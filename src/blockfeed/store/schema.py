@@ -53,6 +53,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " old_genesis TEXT, new_genesis TEXT NOT NULL, last_number INTEGER, last_hash TEXT,"
         " reason TEXT NOT NULL)",
     ),
+    # 3: the block's contents (JSON of timestamp, spec_version, events, extrinsics; NULL for
+    # header-only blocks), so catch-up, /blocks/{n}, replays and the outbox carry them.
+    (
+        "ALTER TABLE blocks ADD COLUMN contents TEXT",
+        "ALTER TABLE outbox ADD COLUMN contents TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
