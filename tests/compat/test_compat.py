@@ -46,8 +46,9 @@ async def test_three_argument_handler_gets_every_block_in_order(node: DevNode) -
         header = obj["header"]
         number = header["number"]
         assert isinstance(number, int)
-        assert header["parentHash"] == node.chain.hash_of(number - 1)
         expected = node.chain.header_of(number)
+        # The parent as the node itself records it (the chain's first block has no served parent).
+        assert header["parentHash"] == "0x" + expected.parent_hash.hex()
         assert header["stateRoot"] == "0x" + expected.state_root.hex()
         assert header["extrinsicsRoot"] == "0x" + expected.extrinsics_root.hex()
         assert header["digest"]["logs"] == ["0x" + log.hex() for log in expected.digest_logs]
