@@ -302,3 +302,21 @@ def test_public_alias_module_exports_a_short_sorted_api() -> None:
         "consume",
     }
     assert blockfeed.redis.DEFAULT_STREAM == "blockfeed:finalized"
+
+
+def test_delivered_at_round_trips_and_is_optional() -> None:
+    """delivered_at is written when known, read back exactly, and absent entries still read."""
+    import dataclasses
+
+    from blockfeed.sinks._stream_entries import block_from_entry, entry_fields
+    from blockfeed.types import Block, Source
+
+    block = Block(number=7, hash="0x" + "11" * 32, parent_hash="0x" + "22" * 32,
+                  source=Source.WS, received_at=1.25)
+    handed = dataclasses.replace(block, delivered_at=1.2500001)
+    fields = entry_fields(handed)
+    assert fields["delivered_at"] == repr(1.2500001)
+    assert block_from_entry("7-0", fields, stream="s").delivered_at == 1.2500001
+    plain = entry_fields(block)
+    assert "delivered_at" not in plain
+    assert block_from_entry("7-0", plain, stream="s").delivered_at is None

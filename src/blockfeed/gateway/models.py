@@ -30,6 +30,8 @@ class BlockOut(BaseModel):
     parent_hash: str
     source: str = Field(examples=["ws", "poll", "backfill"])
     received_at: float
+    delivered_at: float | None = Field(
+        None, description="Unix time the feed handed the block to subscribers")
     epoch: int | None = None
     block_in_epoch: int | None = None
     state_root: str | None = None

@@ -2,7 +2,8 @@
 
 Entry ID ``<number>-0`` (block 0 gets ``0-1``, because Redis refuses the ID ``0-0``). Fields,
 all strings: ``number``, ``hash``, ``parent_hash``, ``source``, ``received_at`` (``repr`` of the
-float, so it round-trips exactly), ``late`` (``"0"``/``"1"``) and ``header`` (the header's JSON-RPC
+float, so it round-trips exactly), ``delivered_at`` (the same, when the feed handed it over),
+``late`` (``"0"``/``"1"``) and ``header`` (the header's JSON-RPC
 wire shape, compact JSON; absent when the block has no header) and ``contents`` (JSON of
 ``timestamp``, ``spec_version``, ``events``, ``extrinsics``, integers beyond 2^53 as text; absent
 when the feed fetches headers only).
@@ -58,6 +59,8 @@ def entry_fields(block: Block) -> dict[str, str]:
         "received_at": repr(float(block.received_at)),
         "late": "1" if block.late else "0",
     }
+    if block.delivered_at is not None:
+        fields["delivered_at"] = repr(float(block.delivered_at))
     if block.header is not None:
         fields["header"] = json.dumps(block.header.to_json(), separators=(",", ":"))
     contents = contents_json(block)
@@ -83,6 +86,8 @@ def block_from_entry(entry_id: str, fields: Mapping[str, Any], *, stream: str) -
         parent_hash = parse_hash(fields["parent_hash"], "parent_hash")
         source = Source(fields["source"])
         received_at = float(fields["received_at"])
+        delivered = fields.get("delivered_at")
+        delivered_at = None if delivered is None else float(delivered)
     except (ValueError, TypeError) as exc:
         raise MalformedFrame(f"{where} is not a blockfeed block: {exc}") from None
     if field_number != number:
@@ -98,6 +103,7 @@ def block_from_entry(entry_id: str, fields: Mapping[str, Any], *, stream: str) -
         received_at=received_at,
         header=header,
         late=fields.get("late") == "1",
+        delivered_at=delivered_at,
     )
     try:
         return with_contents(block, fields.get("contents"))

@@ -112,8 +112,7 @@ def block_row(block: Block) -> dict[str, Any]:
         "state_root": "0x" + header.state_root.hex() if header is not None else None,
         "extrinsics_root": "0x" + header.extrinsics_root.hex() if header is not None else None,
         "received_at": block.received_at,
-        # Blocks gain ``delivered_at`` in a later change; until then it is None.
-        "delivered_at": getattr(block, "delivered_at", None),
+        "delivered_at": block.delivered_at,
     }
 
 
