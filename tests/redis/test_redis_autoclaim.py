@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import Iterable
-
 import pytest
 from redis_chain import make_chain
+from redis_helpers import put, take
+from redis_helpers import reader as _reader
 
 from blockfeed.errors import ConfigError
 from blockfeed.redis import StreamConsumer, consume
-from blockfeed.sinks._stream_entries import entry_fields, stream_id
-from blockfeed.types import Block
 from conftest import RedisServer
 
 pytestmark = pytest.mark.redis
 
-READ_TIMEOUT_S = 15.0
-
-
-def fast_retries() -> Iterable[float]:
-    return itertools.repeat(0.05)
-
 
 def reader(server: RedisServer, stream: str, **options: object) -> StreamConsumer:
-    options.setdefault("reconnect_delays", fast_retries)
+    """These tests read with a 0.1 s block, so a claim shows up within a read or two."""
     options.setdefault("read_block_s", 0.1)
-    return consume(server.url, stream, **options)  # type: ignore[arg-type]
-
-
-def put(server: RedisServer, stream: str, blocks: list[Block]) -> None:
-    client = server.client()
-    for block in blocks:
-        client.xadd(stream, entry_fields(block), id=stream_id(block.number))
-
-
-async def take(consumer: StreamConsumer, count: int) -> list[Block]:
-    async def run() -> list[Block]:
-        return [await anext(consumer) for _ in range(count)]
-
-    return await asyncio.wait_for(run(), READ_TIMEOUT_S)
+    return _reader(server, stream, **options)
 
 
 async def test_a_live_consumer_claims_what_a_dead_one_left_pending(

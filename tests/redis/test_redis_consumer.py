@@ -4,50 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
-from collections.abc import Iterable
 
 import pytest
 from redis_chain import assert_chain, make_chain
-from redis_helpers import wait_until
+from redis_helpers import fast_retries, put, reader, take, wait_until
 
 from blockfeed.errors import MalformedFrame, VerificationError
 from blockfeed.redis import RedisPublisher, RedisUnavailable, StreamConsumer, StreamGap, consume
-from blockfeed.sinks._stream_entries import entry_fields, stream_id
+from blockfeed.sinks._stream_entries import stream_id
 from blockfeed.types import Block
 from conftest import RedisServer
 
 pytestmark = pytest.mark.redis
 
 READ_TIMEOUT_S = 15.0
-
-
-def fast_retries() -> Iterable[float]:
-    """Reconnect quickly in tests."""
-    return itertools.repeat(0.05)
-
-
-def reader(server: RedisServer, stream: str, **options: object) -> StreamConsumer:
-    options.setdefault("reconnect_delays", fast_retries)
-    options.setdefault("read_block_s", 0.2)
-    return consume(server.url, stream, **options)  # type: ignore[arg-type]
-
-
-def put(server: RedisServer, stream: str, blocks: list[Block]) -> None:
-    """Write entries exactly as the publisher does, synchronously."""
-    client = server.client()
-    for block in blocks:
-        client.xadd(stream, entry_fields(block), id=stream_id(block.number))
-
-
-async def take(consumer: StreamConsumer, count: int) -> list[Block]:
-    """The next ``count`` blocks, or fail after a generous timeout."""
-
-    async def run() -> list[Block]:
-        return [await anext(consumer) for _ in range(count)]
-
-    return await asyncio.wait_for(run(), READ_TIMEOUT_S)
 
 
 async def test_after_n_yields_the_next_blocks_then_follows_new_ones(

@@ -6,15 +6,13 @@ chains, one far ahead, used to put the other's blocks in "after a gap", silently
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from redis_chain import make_chain
-from redis_helpers import wait_until
+from redis_helpers import publisher, wait_until
 
 from blockfeed.errors import ConfigError
 from blockfeed.redis import RedisPublisher
@@ -31,17 +29,6 @@ pytestmark = pytest.mark.redis
 GENESIS_A = "0x" + "aa" * 32
 GENESIS_B = "0x" + "bb" * 32
 FLUSH_TIMEOUT_S = 15.0
-
-
-def fast_retries() -> Iterable[float]:
-    """Retry quickly in tests (the real default is jittered backoff up to 5 s)."""
-    return itertools.repeat(0.05)
-
-
-def publisher(server: RedisServer, stream: str, **options: object) -> RedisPublisher:
-    options.setdefault("reconnect_delays", fast_retries)
-    options.setdefault("idle_ping_s", 0.2)
-    return RedisPublisher(server.url, stream, **options)  # type: ignore[arg-type]
 
 
 async def test_first_publisher_records_its_genesis(

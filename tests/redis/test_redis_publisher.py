@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from redis_chain import assert_chain, make_chain
-from redis_helpers import FakeFeed, stream_blocks, wait_until
+from redis_helpers import FakeFeed, publisher, stream_blocks, wait_until
 
 from blockfeed.redis import FROM_FIRST, RedisPublisher, consume
 from blockfeed.sinks._stream_entries import entry_fields
@@ -22,17 +20,6 @@ from conftest import RedisServer
 pytestmark = pytest.mark.redis
 
 FLUSH_TIMEOUT_S = 15.0
-
-
-def fast_retries() -> Iterable[float]:
-    """Reconnect quickly in tests (the real default is jittered backoff up to 5 s)."""
-    return itertools.repeat(0.05)
-
-
-def publisher(server: RedisServer, stream: str, **options: object) -> RedisPublisher:
-    options.setdefault("reconnect_delays", fast_retries)
-    options.setdefault("idle_ping_s", 0.2)
-    return RedisPublisher(server.url, stream, **options)  # type: ignore[arg-type]
 
 
 async def test_each_block_is_entry_number_0_with_all_fields(
