@@ -613,7 +613,7 @@ class BlockFeed:
         once, so a node that cannot answer costs nothing more."""
         identified = False
         for ep in self._endpoints:
-            rpc = _WithTimeout(self._http[ep.label], self._http_timeout_s)
+            rpc = self._http_channel(ep.label)
             await self._budget.acquire(ep.label)
             if not identified:
                 try:
@@ -731,7 +731,7 @@ class BlockFeed:
         """``chain_getBlockHash([0, 1, number])`` over HTTP: which chain the endpoint serves."""
         numbers = sorted({0, 1} | ({action.number} if action.number >= 0 else set()))
         try:
-            rpc = _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
+            rpc = self._http_channel(action.endpoint)
             await self._budget.acquire(action.endpoint)
             hashes = await methods.get_block_hashes(rpc, numbers)
         except Exception as exc:
@@ -834,11 +834,15 @@ class BlockFeed:
     def _channel(self, action: Poll | Probe | FetchRange) -> methods.RpcCaller:
         """Where ``action``'s requests go: HTTP, or the open socket while HTTP backs off."""
         if action.transport != "ws":
-            return _WithTimeout(self._http[action.endpoint], self._http_timeout_s)
+            return self._http_channel(action.endpoint)
         rpc = self._open_socket_rpc(action.endpoint)
         if rpc is None:
             raise RpcTransportError("the socket to send over is gone")
         return rpc
+
+    def _http_channel(self, label: str) -> methods.RpcCaller:
+        """``label``'s HTTP side, every request carrying the T-scaled timeout."""
+        return _WithTimeout(self._http[label], self._http_timeout_s)
 
     def _request_failed(self, action: Action, exc: Exception, what: str) -> None:
         """Report a failed request to the core: a header that does not hash to what the node
