@@ -20,10 +20,17 @@ def test_serve_publishes_where_consume_reads() -> None:
     assert config.DEFAULT_REDIS_STREAM == bf_redis.DEFAULT_STREAM
 
 
-def test_network_tables_agree() -> None:
-    """The gateway's settings know exactly the networks the feed knows."""
-    from blockfeed import config
-    from blockfeed.feed.endpoints import NETWORKS
+def test_every_feed_network_is_a_gateway_network() -> None:
+    """`serve --network X` accepts exactly the networks the feed knows, with the feed's URL,
+    and names the known ones when given another."""
+    import pytest
 
-    assert dict(config.NETWORK_ENDPOINTS) == dict(NETWORKS)
+    from blockfeed import config
+    from blockfeed.errors import ConfigError
+    from blockfeed.feed.endpoints import NETWORKS, network_url
+
     assert {"finney", "test", "archive", "local"} <= set(NETWORKS)
+    for name in NETWORKS:
+        assert config.load_settings(network=name).resolved_endpoints() == [network_url(name)]
+    with pytest.raises(ConfigError, match="finney"):
+        config.load_settings(network="no-such-net")

@@ -32,11 +32,12 @@ from pydantic_settings import (
 
 from blockfeed.errors import ConfigError
 from blockfeed.feed.endpoints import NETWORKS
+from blockfeed.store.paths import MEMORY, resolve_state_path
 
 ENV_PREFIX = "BLOCKFEED_"
 CONFIG_FILE_ENV = "BLOCKFEED_CONFIG"
-MEMORY_STATE = ":memory:"
-"""``--state :memory:`` keeps nothing on disk (no checkpoint survives a restart)."""
+MEMORY_STATE = MEMORY
+"""``--state :memory:`` keeps nothing on disk (the store's own constant)."""
 
 DEFAULT_NETWORK = "finney"
 NETWORK_ENDPOINTS: Mapping[str, str] = NETWORKS
@@ -253,13 +254,7 @@ class Settings(BaseSettings):
 
     def resolved_state(self) -> str:
         """The state file path (the store's per-user default when unset), or ``:memory:``."""
-        if self.state == MEMORY_STATE:
-            return MEMORY_STATE
-        if self.state:
-            return str(Path(self.state).expanduser())
-        from blockfeed.store.paths import default_state_path
-
-        return str(default_state_path())
+        return resolve_state_path(self.state)
 
     def ready_age_limit_s(self) -> float:
         """How old the last block may be before /ready reports 503."""

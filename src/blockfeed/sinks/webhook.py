@@ -189,7 +189,7 @@ def _read_cursor(path: Path) -> int | None:
 
 def _write_cursor(path: Path, number: int) -> None:
     """Replace the cursor file atomically (write a temporary file, then rename over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)  # beside the state: private
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(f"{number}\n")
     os.replace(tmp, path)

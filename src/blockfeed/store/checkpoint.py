@@ -59,7 +59,7 @@ from typing import Literal
 from blockfeed.errors import ConfigError, StoreError
 from blockfeed.store import failures
 from blockfeed.store.lock import FILE_MODE, StateLock
-from blockfeed.store.paths import STATE_ENV_VAR, default_state_path
+from blockfeed.store.paths import MEMORY, STATE_ENV_VAR, default_state_path, resolve_state_path
 from blockfeed.store.rows import BLOCK_COLUMNS, block_to_row, row_to_block
 from blockfeed.store.schema import check_file_header, migrate
 from blockfeed.types import Block
@@ -68,7 +68,6 @@ logger = logging.getLogger("blockfeed.store")
 
 DIR_MODE = 0o700
 """A directory the store creates (and blockfeed's default data directory) is private."""
-MEMORY = ":memory:"
 """Pass as the path for a store that lives only as long as the process (no file, no lock)."""
 DEFAULT_WINDOW = 10_000
 """Recent blocks kept (about 33 hours at 12 s blocks)."""
@@ -478,7 +477,7 @@ def open_store(
         _prepare(conn, MEMORY, wal=False)
         return CheckpointStore(conn, path=MEMORY, window=window, outbox_max=outbox_max, lock=None)
 
-    file_path = default_state_path() if path is None else Path(path).expanduser()
+    file_path = Path(resolve_state_path(path))
     _check_location(file_path)
     lock = StateLock(file_path)
     try:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 STATE_ENV_VAR = "BLOCKFEED_STATE"
+MEMORY = ":memory:"
+"""The state "path" that keeps nothing on disk (no checkpoint survives a restart)."""
 STATE_FILE_NAME = "state.sqlite"
 APP_DIR_NAME = "blockfeed"
 
@@ -29,3 +31,13 @@ def default_state_path(env: Mapping[str, str] | None = None) -> Path:
         home = environ.get("HOME", "").strip()
         base = (Path(home) if home else Path.home()) / ".local" / "share"
     return base / APP_DIR_NAME / STATE_FILE_NAME
+
+
+def resolve_state_path(value: str | os.PathLike[str] | None) -> str:
+    """The one place a configured state value becomes a path: ``:memory:`` stays as it is,
+    a given path is ``~``-expanded, nothing (None or empty) means :func:`default_state_path`."""
+    if value is not None and os.fspath(value) == MEMORY:
+        return MEMORY
+    if value is not None and os.fspath(value).strip():
+        return str(Path(value).expanduser())
+    return str(default_state_path())
