@@ -1,4 +1,18 @@
-"""The follower: the whole block-following logic as one sans-I/O state machine.
+"""The follower: the block-following logic as one sans-I/O state machine, made of parts.
+
+The follower orchestrates; the parts it holds each own one concern and are tested alone:
+
+* :class:`~blockfeed.core.merge.Merge`: delivery order and exactly-once;
+* :class:`~blockfeed.core.poller.Poller`: *when* to poll, hedge, probe a silent socket and
+  check idle endpoints (the phase-locked schedule), and the head reads in flight;
+* :class:`~blockfeed.core.verify.Verifier`: suspects, lies, start votes, unavailable blocks,
+  lag and chain checks, and why delivery is ``blocked``;
+* :class:`~blockfeed.core.ranking.Ranking`, :class:`~blockfeed.core.deadline.BlockClock`,
+  :class:`~blockfeed.core.modes.ModeMachine`: endpoint health, learned T, modes.
+
+What stays here: the socket's life (:class:`SocketState`), what an answer means (a poll's head
+offered to the merge, a probe's verdict on the socket), backfill requests, the mode, and the
+output buffers.
 
 Inputs (the driver calls these with the current time; nothing here reads a clock or a socket)::
 
@@ -61,7 +75,7 @@ from blockfeed.core.actions import (
 )
 from blockfeed.core.backoff import backoff
 from blockfeed.core.deadline import BlockClock
-from blockfeed.core.merge import Candidate, Merge, OfferOutcome, Rejection
+from blockfeed.core.merge import Candidate, Merge, OfferOutcome
 from blockfeed.core.modes import ModeMachine
 from blockfeed.core.poller import Poller
 from blockfeed.core.ranking import Ranking
@@ -172,7 +186,8 @@ BackoffFactory = Callable[[], Iterator[float]]
 
 
 class Follower:
-    """Composite state machine: socket lifecycle, phase-locked polling, merge, modes, ranking."""
+    """Composite state machine: socket lifecycle, merge, modes; delegates poll timing to a
+    :class:`Poller` and verification to a :class:`Verifier`."""
 
     def __init__(
         self,
@@ -1069,11 +1084,10 @@ class Follower:
             if self._modes is not None:
                 self._emit(self._modes.set_stalled(False, f"block #{number} finalized", now))
 
-    def _absorb(self, now: float) -> list[Rejection]:
+    def _absorb(self, now: float) -> None:
         """Collect the merge's deliveries and rejections after an offer."""
         blocks = self._merge.drain()
-        rejected = self._merge.rejections()
-        for rejection in rejected:
+        for rejection in self._merge.rejections():
             self._verify.on_rejection(rejection, now)
         proof = self._ws_proof
         for block in blocks:
@@ -1086,7 +1100,6 @@ class Follower:
         if blocks and self._modes is not None:
             self._ranking.best_number = blocks[-1].number
             self._verify.prune()
-        return rejected
 
     def _send_chain_check(self, endpoint: str, number: int) -> CheckChain:
         """Issue a :class:`CheckChain` for the verifier (numbered in order with the rest)."""
