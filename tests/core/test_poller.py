@@ -269,3 +269,53 @@ def test_t_scaled_durations(block_time_s: float, config: dict[str, object],
     poller = Poller(BlockClock(block_time_s=block_time_s), cfg)
     got = (poller.health_interval_s(), poller.http_retry_cap_s(), poller.fresh_s())
     assert got == pytest.approx(expected)
+
+
+# Backfill answers that bring nothing, one after another at 10 s: -> delay before the next.
+FRUITLESS = [0.5, 1.0, 2.0, 4.0, 6.0, 6.0]
+"""range_retry (0.25 T) x 2, 4, 8, 16 ...; capped at 4 deadlines (6 s)."""
+
+
+def test_fruitless_backfills_back_off_up_to_four_deadlines() -> None:
+    """A backfill that brings nothing (numbers not there yet, or below a pruned node's
+    history) waits 0.25 T x 2^k, at most 4 deadlines; progress resets the growth."""
+    poller, _ = make_poller()
+    delays = []
+    for _ in FRUITLESS:
+        poller.range_answered(10.0, progressed=False)
+        delays.append(poller.range_retry_at - 10.0)
+    assert delays == pytest.approx(FRUITLESS)
+    poller.range_answered(20.0, progressed=True)
+    poller.range_answered(20.0, progressed=False)
+    assert poller.range_retry_at == pytest.approx(20.5)
+
+
+# A failed backfill at 10 s: (over HTTP, channel retry at, socket can fetch) -> next attempt.
+RANGE_FAILURES = [
+    (True, 10.1, False, 10.1),    # HTTP backoff shorter than range_retry x T: that
+    (True, 12.0, False, 10.25),   # longer: range_retry x T (another endpoint may answer)
+    (True, 12.0, True, 10.0),     # the open socket can fetch it: at once, over the socket
+    (False, 10.1, False, 10.25),  # over the socket: range_retry x T ...
+    (False, 11.0, False, 11.0),   # ... but never before the socket's request backoff ends
+]
+
+
+@pytest.mark.parametrize(("over_http", "channel_at", "socket_can_fetch", "retry_at"),
+                         RANGE_FAILURES)
+def test_failed_backfill_retry_time(over_http: bool, channel_at: float, socket_can_fetch: bool,
+                                    retry_at: float) -> None:
+    """A failed backfill is retried range_retry x T later, sooner when its channel or the
+    open socket allows, never before the socket's own backoff."""
+    poller, _ = make_poller()
+    poller.range_failed(10.0, over_http=over_http, channel_retry_at=channel_at,
+                        socket_can_fetch=socket_can_fetch)
+    assert poller.range_retry_at == pytest.approx(retry_at)
+
+
+def test_backfill_retry_follows_a_new_t() -> None:
+    """A backfill retry planned under the old T is rescaled when T changes (a 12 s prior must
+    not hold a fast chain)."""
+    poller, _ = make_poller()
+    poller.range_answered(10.0, progressed=False)  # due at 10.5
+    poller.rescale(10.1, 1.0, 0.25)
+    assert poller.range_retry_at == pytest.approx(10.1 + 0.4 * 0.25)

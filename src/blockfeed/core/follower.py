@@ -273,8 +273,6 @@ class Follower:
 
         # backfill and progress (verification state: self._verify)
         self._range: FetchRange | None = None
-        self._range_retry_at = 0.0
-        self._range_stalls = 0
         self._best_seen: int | None = None
         self._progress_at = 0.0
 
@@ -571,16 +569,8 @@ class Follower:
         if fetch.check_only_first:
             self._verify.check_start_conflict(fetch.end, now)
         liar_benched = check.invalid_reason is not None and self._ranking.usable_count(now) > 0
-        if self._merge.last == before and not voted and not liar_benched:
-            # No progress (nobody has these numbers yet, or they were wrong): wait, longer
-            # each time, up to a deadline, so a start below a pruned node's history does not
-            # turn into a request storm.
-            self._range_stalls += 1
-            growth = 2 ** min(self._range_stalls, 6)
-            wait = self.config.range_retry * self._clock.interval_s * growth
-            self._range_retry_at = now + min(wait, self._clock.deadline_s * 4)
-        else:
-            self._range_stalls = 0
+        progressed = self._merge.last != before or voted or liar_benched
+        self._poller.range_answered(now, progressed=progressed)
         self._step(now)
 
     def on_chain_check(
@@ -641,17 +631,17 @@ class Follower:
         elif isinstance(action, FetchRange):
             if self._range == action:
                 self._range = None
-                retry_at = now + self.config.range_retry * self._clock.interval_s
-                if action.transport == "http":
-                    http_retry_at = self._http_failure(action.endpoint, reason, now,
-                                                       retry_after_s=pause)
-                    retry_at = min(retry_at, http_retry_at)
-                    if self._socket_can_fetch(action.start):
-                        retry_at = now  # over the open socket, once its channel is ready
+                over_http = action.transport == "http"
+                if over_http:
+                    channel_at = self._http_failure(action.endpoint, reason, now,
+                                                    retry_after_s=pause)
                 else:
-                    retry_at = max(retry_at, self._ws_request_failure(
-                        action.endpoint, now, retry_after_s=pause))
-                self._range_retry_at = retry_at
+                    channel_at = self._ws_request_failure(action.endpoint, now,
+                                                          retry_after_s=pause)
+                self._poller.range_failed(
+                    now, over_http=over_http, channel_retry_at=channel_at,
+                    socket_can_fetch=over_http and self._socket_can_fetch(action.start),
+                )
         elif isinstance(action, CheckChain):
             if self._verify.claim_check(action):
                 self._http_failure(action.endpoint, reason, now, retry_after_s=pause)
@@ -773,8 +763,6 @@ class Follower:
         self._tune_to_interval()
         # Waits scheduled in units of the old T follow the new one (a backfill retry planned
         # with a 12 s prior must not hold a 0.2 s chain for seconds).
-        if self._range_retry_at > now:
-            self._range_retry_at = now + (self._range_retry_at - now) * new / old
         self._poller.rescale(now, old, new)
         self._emit(FeedEvent(
             kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
@@ -818,7 +806,7 @@ class Follower:
     def _range_due(self) -> float | None:
         if self._range is not None or self._merge.gap(chunk=self.config.range_chunk) is None:
             return None
-        return max(self._range_retry_at, self._fetch_ready_at())
+        return max(self._poller.range_retry_at, self._fetch_ready_at())
 
     def _fetch_ready_at(self) -> float:
         """Earliest time a backfill can go out: HTTP, or the open socket while HTTP backs off."""

@@ -13,7 +13,9 @@ reasons, and this module owns the schedule and the read in flight for each:
 * the **silence probe**: one per deadline (``1.5 x T``) while the open socket says nothing.
 * **health probes** of idle endpoints, every ``health_check_blocks x T`` (0.5-30 s).
 
-It also scales the HTTP error backoff cap and the "fresh evidence" window to ``T``.
+It also paces backfill retries (``range_retry x T`` after a failure; doubling after answers
+that bring nothing, at most 4 deadlines apart) and scales the HTTP error backoff cap and the
+"fresh evidence" window to ``T``.
 
 *Where* a read goes (which endpoint, HTTP or the socket) and *what an answer means* (merge,
 modes, stale socket or stalled chain) stay with the follower, which passes in what the schedule
@@ -66,6 +68,8 @@ class PollConfig(Protocol):
     def health_check_blocks(self) -> float: ...
     @property
     def fresh_blocks(self) -> float: ...
+    @property
+    def range_retry(self) -> float: ...
 
 
 @dataclass(slots=True)
@@ -104,6 +108,9 @@ class Poller:
         # health probes
         self._health: dict[str, InFlight] = {}
         self._health_next_at = 0.0
+        # backfill retries
+        self._range_retry_at = 0.0
+        self._range_stalls = 0
 
     # ------------------------------------------------------------------ T-scaled durations
 
@@ -129,7 +136,10 @@ class Poller:
                    2 * self.health_interval_s())
 
     def rescale(self, now: float, old_s: float, new_s: float) -> None:
-        """T moved from ``old_s`` to ``new_s``: a health round planned in old T follows."""
+        """T moved from ``old_s`` to ``new_s``: waits planned in units of the old T follow the
+        new one (a backfill retry planned with a 12 s prior must not hold a 0.2 s chain)."""
+        if self._range_retry_at > now:
+            self._range_retry_at = now + (self._range_retry_at - now) * new_s / old_s
         if self._health_next_at > now:
             self._health_next_at = now + (self._health_next_at - now) * new_s / old_s
 
@@ -339,3 +349,36 @@ class Poller:
             return False
         del self._health[probe.endpoint]
         return True
+
+    # ------------------------------------------------------------------ backfill retries
+
+    @property
+    def range_retry_at(self) -> float:
+        """Earliest time the next backfill request may go out (channel readiness aside)."""
+        return self._range_retry_at
+
+    def range_answered(self, now: float, *, progressed: bool) -> None:
+        """A backfill was answered. No progress (nobody has these numbers yet, or they were
+        wrong): wait ``range_retry x T``, doubling per fruitless answer, at most 4 deadlines,
+        so a start below a pruned node's history does not turn into a request storm."""
+        if progressed:
+            self._range_stalls = 0
+            return
+        self._range_stalls += 1
+        growth = 2 ** min(self._range_stalls, 6)
+        wait = self.config.range_retry * self._clock.interval_s * growth
+        self._range_retry_at = now + min(wait, self._clock.deadline_s * 4)
+
+    def range_failed(
+        self, now: float, *, over_http: bool, channel_retry_at: float, socket_can_fetch: bool
+    ) -> None:
+        """A backfill failed on a channel that may carry requests again at
+        ``channel_retry_at``. Over HTTP: retry ``range_retry x T`` later, or sooner if that
+        channel allows, or at once over the open socket (``socket_can_fetch``). Over the
+        socket: not before its own backoff ends."""
+        retry_at = now + self.config.range_retry * self._clock.interval_s
+        if over_http:
+            retry_at = now if socket_can_fetch else min(retry_at, channel_retry_at)
+        else:
+            retry_at = max(retry_at, channel_retry_at)
+        self._range_retry_at = retry_at
