@@ -18,21 +18,31 @@ TOP = 101
 """The highest number known before the tables start; #102 is due at 2.0."""
 
 
-def make_poller(**config: object) -> tuple[Poller, BlockClock]:
-    """A poller on a clock that saw #100 at 0 s and #101 at 1 s (so T = 1 s, #102 due at 2 s)."""
+class Ready:
+    """When some channel may carry a read (the endpoints' backoff); a test sets ``at``."""
+
+    def __init__(self, at: float = 0.0) -> None:
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at
+
+
+def make_poller(ready: Ready | None = None, **config: object) -> tuple[Poller, BlockClock]:
+    """A poller on a clock that saw #100 at 0 s and #101 at 1 s (so T = 1 s, #102 due at 2 s);
+    channels ready at once unless ``ready`` says otherwise."""
     cfg = FollowerConfig(block_time_s=T, **config)  # type: ignore[arg-type]
     clock = BlockClock(block_time_s=T, deadline_factor=cfg.deadline_factor)
     clock.observe(100, 0.0)
     clock.observe(101, 1.0)
-    return Poller(clock, cfg), clock
+    return Poller(clock, cfg, ready_at=ready or Ready()), clock
 
 
-def due(poller: Poller, *, streaming: bool = False, top: int = TOP, ready_at: float = 0.0,
-        silence_due: float | None = None, stalled: bool = False,
-        serialized: bool = False) -> float | None:
-    """poll_due with the usual context: channels ready, no silence probe, HTTP answering."""
+def due(poller: Poller, *, streaming: bool = False, top: int | None = TOP,
+        stalled: bool = False, serialized: bool = False) -> float | None:
+    """poll_due with the usual context: polling mode, HTTP answering, #101 the top known."""
     return poller.poll_due(streaming=streaming, stalled=stalled, known_top=top,
-                           ready_at=ready_at, silence_due=silence_due, serialized=serialized)
+                           serialized=serialized)
 
 
 def ask(poller: Poller, at: float, head: int, *, seq: int, purpose: str = "poll"
@@ -103,41 +113,46 @@ def test_slow_halt_retries_grow_with_lateness() -> None:
     assert due(poller) == pytest.approx(7.0)
 
 
-# Streaming: the hedge. (socket_behind, silence probe due) -> next due after a miss at 2.1.
+# Streaming: the hedge. (socket_behind, the socket last spoke at) -> next due after a miss
+# at 2.1. The silence probe is due a deadline (1.5 T) after the socket last spoke.
 HEDGE_AFTER_MISS = [
-    (False, None, 3.1),   # the socket is on time: one hedge per slot
-    (True, None, 2.2),    # a hedge already beat the socket: retry at the polling rate
-    (False, 3.0, None),   # the silence probe comes first: no hedging into a halt
+    (False, 2.0, 3.1),   # the socket is on time: one hedge per slot
+    (True, 2.0, 2.2),    # a hedge already beat the socket: retry at the polling rate
+    (False, 1.5, None),  # the silence probe (3.0) comes first: no hedging into a halt
 ]
 
 
-@pytest.mark.parametrize(("behind", "silence_due", "next_due"), HEDGE_AFTER_MISS)
-def test_hedge_schedule_after_a_miss(behind: bool, silence_due: float | None,
+@pytest.mark.parametrize(("behind", "spoke_at", "next_due"), HEDGE_AFTER_MISS)
+def test_hedge_schedule_after_a_miss(behind: bool, spoke_at: float,
                                      next_due: float | None) -> None:
     """A hedge asks hedge_margin (0.1 T) after the block is due; after a miss it waits a slot
     while the socket is trusted, retries quickly once the socket fell behind, and never goes
     out at or after the silence probe."""
     poller, _ = make_poller()
+    poller.heard_socket(spoke_at)
     assert due(poller, streaming=True) == pytest.approx(2.1)
     ask(poller, 2.1, TOP, seq=1, purpose="hedge")
     poller.socket_behind = behind
-    got = due(poller, streaming=True, silence_due=silence_due)
+    got = due(poller, streaming=True)
     assert got == (None if next_due is None else pytest.approx(next_due))
 
 
-# When no poll goes out at all: (context) -> None.
+# When no hedge goes out at all: (context, config, the socket last spoke at) -> None.
 NO_POLL = [
-    ({"streaming": True, "stalled": True}, {}),   # a halted chain is left to the silence probe
-    ({"streaming": True}, {"hedge": False}),       # hedging switched off
-    ({"streaming": True, "silence_due": 2.1}, {}),  # the silence probe is due first
+    ({"stalled": True}, {}, 1.0),  # a halted chain is left to the silence probe
+    ({}, {"hedge": False}, 1.0),   # hedging switched off
+    ({}, {}, 0.6),                 # the silence probe (2.1) is due with the hedge (2.1)
 ]
 
 
-@pytest.mark.parametrize(("context", "config"), NO_POLL)
-def test_when_no_hedge_goes_out(context: dict[str, object], config: dict[str, object]) -> None:
+@pytest.mark.parametrize(("context", "config", "spoke_at"), NO_POLL)
+def test_when_no_hedge_goes_out(context: dict[str, object], config: dict[str, object],
+                                spoke_at: float) -> None:
     """While streaming, no hedge during a stall, with hedge=False, or at the silence probe."""
     poller, _ = make_poller(**config)
-    assert due(poller, **context) is None  # type: ignore[arg-type]
+    poller.heard_socket(spoke_at)
+    assert due(poller, streaming=True, **context) is None  # type: ignore[arg-type]
+    assert due(poller) is not None  # the same poller in polling mode would ask
 
 
 def test_one_read_in_flight_and_turns_while_http_fails() -> None:
@@ -147,8 +162,8 @@ def test_one_read_in_flight_and_turns_while_http_fails() -> None:
     poll = Poll("a", 1)
     poller.poll_sent(poll, 2.05)
     assert poller.polling and due(poller) is None
-    assert poller.silence_due(socket_open=True, ready_at=0.0, serialized=False) is not None
-    assert poller.silence_due(socket_open=True, ready_at=0.0, serialized=True) is None
+    assert poller.silence_due(socket_open=True, serialized=False) is not None
+    assert poller.silence_due(socket_open=True, serialized=True) is None
     assert poller.poll_answered(poll) is not None and not poller.polling
     probe = Probe("a", 2)
     poller.probe_sent(probe, 2.1)
@@ -159,19 +174,21 @@ def test_one_read_in_flight_and_turns_while_http_fails() -> None:
 def test_ask_now_and_backoff() -> None:
     """ask_now sends the next poll as soon as a channel is ready (HTTP backoff included),
     ignoring the phase; sending it clears the request."""
-    poller, _ = make_poller()
+    ready = Ready(0.7)
+    poller, _ = make_poller(ready)
     poller.ask_now()
-    assert due(poller, ready_at=0.7) == 0.7
+    assert due(poller) == 0.7
     poller.poll_sent(Poll("a", 1), 0.7)
     poller.poll_answered(Poll("a", 1))
     assert due(poller) == pytest.approx(2.05)
-    assert due(poller, ready_at=2.5) == 2.5  # a backed-off HTTP side delays the due time
+    ready.at = 2.5
+    assert due(poller) == 2.5  # a backed-off HTTP side delays the due time
 
 
 def test_nothing_known_asks_at_once() -> None:
     """With no known number (a head start before any answer) the poll goes out when ready."""
-    poller, _ = make_poller()
-    assert due(poller, top=None, ready_at=0.3) == 0.3  # type: ignore[arg-type]
+    poller, _ = make_poller(Ready(0.3))
+    assert due(poller, top=None) == 0.3
 
 
 # Learning the phase: (answers) -> measurement fed to the clock, and the clock's anchor.
@@ -218,18 +235,20 @@ def test_silence_probe_one_deadline_after_the_socket_spoke(
 ) -> None:
     """The silent socket gets its probe a deadline after it last spoke (or when a channel is
     ready); none without an open socket or while a probe is out."""
-    poller, _ = make_poller()
+    ready = Ready(ready_at)
+    poller, _ = make_poller(ready)
     poller.heard_socket(spoke_at)
-    assert poller.silence_due(socket_open=True, ready_at=ready_at, serialized=False) == probe_due
-    assert poller.silence_due(socket_open=False, ready_at=ready_at, serialized=False) is None
+    assert poller.silence_due(socket_open=True, serialized=False) == probe_due
+    assert poller.silence_due(socket_open=False, serialized=False) is None
     probe = Probe("a", 1)
     poller.probe_sent(probe, probe_due)
     assert poller.probing
-    assert poller.silence_due(socket_open=True, ready_at=ready_at, serialized=False) is None
+    assert poller.silence_due(socket_open=True, serialized=False) is None
     inflight = poller.probe_answered(probe)
     assert inflight == InFlight(probe, probe_due, None)
+    ready.at = 0.0
     poller.silence_settled(probe_due + 0.2)  # the next probe is a deadline after the verdict
-    assert poller.silence_due(socket_open=True, ready_at=0.0, serialized=False) == \
+    assert poller.silence_due(socket_open=True, serialized=False) == \
         pytest.approx(probe_due + 0.2 + 1.5)
 
 
@@ -266,7 +285,7 @@ def test_t_scaled_durations(block_time_s: float, config: dict[str, object],
     """Health period, HTTP retry cap and the fresh window follow T within absolute bounds,
     unless configured."""
     cfg = FollowerConfig(block_time_s=block_time_s, **config)  # type: ignore[arg-type]
-    poller = Poller(BlockClock(block_time_s=block_time_s), cfg)
+    poller = Poller(BlockClock(block_time_s=block_time_s), cfg, ready_at=Ready())
     got = (poller.health_interval_s(), poller.http_retry_cap_s(), poller.fresh_s())
     assert got == pytest.approx(expected)
 

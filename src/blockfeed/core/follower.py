@@ -238,7 +238,7 @@ class Follower:
             floor_s=cfg.deadline_floor_s,
             ceiling_s=cfg.deadline_ceiling_s,
         )
-        self._poller = Poller(self._clock, cfg)
+        self._poller = Poller(self._clock, cfg, ready_at=self._read_ready_at)
         self._verify = Verifier(
             self._merge, self._ranking, self._clock, cfg, anchor=anchor,
             genesis_hash=genesis_hash, emit=self._emit, check_chain=self._send_chain_check,
@@ -786,21 +786,16 @@ class Follower:
         """When the poller (or the hedge) should ask next; None if it should not."""
         if self._modes is None:
             return None
-        streaming = self._sock is SocketState.HEALTHY
         return self._poller.poll_due(
-            streaming=streaming,
+            streaming=self._sock is SocketState.HEALTHY,
             stalled=self.finality_stalled,
             known_top=self._known_top(),
-            ready_at=self._read_ready_at(),
-            silence_due=self._silence_due() if streaming else None,
             serialized=self._one_read_at_a_time(),
         )
 
     def _silence_due(self) -> float | None:
         return self._poller.silence_due(
-            socket_open=self._sock in _OPEN_STATES,
-            ready_at=self._read_ready_at(),
-            serialized=self._one_read_at_a_time(),
+            socket_open=self._sock in _OPEN_STATES, serialized=self._one_read_at_a_time()
         )
 
     def _range_due(self) -> float | None:

@@ -19,12 +19,14 @@ that bring nothing, at most 4 deadlines apart) and scales the HTTP error backoff
 
 *Where* a read goes (which endpoint, HTTP or the socket) and *what an answer means* (merge,
 modes, stale socket or stalled chain) stay with the follower, which passes in what the schedule
-depends on (``ready_at``: when some channel may carry a read; ``streaming``; ``serialized``:
-HTTP fails everywhere, so the poll and the probe take turns).
+depends on (``streaming``; ``serialized``: HTTP fails everywhere, so the poll and the probe take
+turns) and, once, a ``ready_at()`` callback: when some channel may next carry a read (the
+endpoints' backoff, asked only when a due time is computed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,9 +91,13 @@ class Poller:
     so the follower can report a changed block time.
     """
 
-    def __init__(self, clock: BlockClock, config: PollConfig) -> None:
+    def __init__(
+        self, clock: BlockClock, config: PollConfig, *, ready_at: Callable[[], float]
+    ) -> None:
+        """``ready_at()``: earliest time a head read can go out on some channel."""
         self._clock = clock
         self.config = config
+        self._ready_at = ready_at
         # poll / hedge
         self._poll: InFlight | None = None
         self._asap = False
@@ -160,19 +166,18 @@ class Poller:
         streaming: bool,
         stalled: bool,
         known_top: int | None,
-        ready_at: float,
-        silence_due: float | None,
         serialized: bool,
     ) -> float | None:
         """When the poller (``streaming``: the hedge) should ask next; None if it should not.
 
         ``known_top``: the highest number known from any source (the poller waits for the one
-        after it); ``silence_due``: a hedge never goes out at or after the silence probe.
+        after it). A hedge never goes out at or after the silence probe.
         """
         if self._poll is not None:
             return None
         if self._probe is not None and serialized:
             return None
+        ready_at = self._ready_at()
         if self._asap:
             return ready_at
         cfg = self.config
@@ -192,8 +197,10 @@ class Poller:
             due = expected + (slot + 1 + margin) * interval
         else:
             due = self._retry_due(expected, self._last_miss_at, margin)
-        if streaming and silence_due is not None and due >= silence_due:
-            return None  # the silence probe decides first; no hedging into a halt
+        if streaming:
+            silence_due = self.silence_due(socket_open=True, serialized=serialized)
+            if silence_due is not None and due >= silence_due:
+                return None  # the silence probe decides first; no hedging into a halt
         return max(due, ready_at)
 
     def _retry_due(self, expected: float, missed_at: float, margin: float) -> float:
@@ -292,13 +299,13 @@ class Poller:
         """A silence probe is in flight."""
         return self._probe is not None
 
-    def silence_due(self, *, socket_open: bool, ready_at: float, serialized: bool) -> float | None:
+    def silence_due(self, *, socket_open: bool, serialized: bool) -> float | None:
         """When the silent open socket gets its probe; None: no socket, or a read is out."""
         if not socket_open or self._probe is not None:
             return None
         if self._poll is not None and serialized:
             return None
-        return max(self._silence_base + self._clock.deadline_s, ready_at)
+        return max(self._silence_base + self._clock.deadline_s, self._ready_at())
 
     def probe_sent(self, probe: Probe, now: float) -> None:
         """The silence ``probe`` went out at ``now``."""
