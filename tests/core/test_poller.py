@@ -286,7 +286,7 @@ def test_t_scaled_durations(block_time_s: float, config: dict[str, object],
     unless configured."""
     cfg = FollowerConfig(block_time_s=block_time_s, **config)  # type: ignore[arg-type]
     poller = Poller(BlockClock(block_time_s=block_time_s), cfg, ready_at=Ready())
-    got = (poller.health_interval_s(), poller.http_retry_cap_s(), poller.fresh_s())
+    got = (poller.health_interval_s(), *poller.ranking_limits())
     assert got == pytest.approx(expected)
 
 

@@ -747,8 +747,7 @@ class Follower:
 
     def _tune_to_interval(self) -> None:
         """Keep every learned-T-relative bound in step with the current interval."""
-        self._ranking.http_retry_cap_s = self._poller.http_retry_cap_s()
-        self._ranking.fresh_s = self._poller.fresh_s()
+        self._ranking.http_retry_cap_s, self._ranking.fresh_s = self._poller.ranking_limits()
 
     def _observe(self, number: int, at: float) -> None:
         """A measured appearance time: learn from it, and say so when T moved by over 25 %."""
@@ -790,12 +789,13 @@ class Follower:
             streaming=self._sock is SocketState.HEALTHY,
             stalled=self.finality_stalled,
             known_top=self._known_top(),
-            serialized=self._one_read_at_a_time(),
+            serialized=self._http_ok is False,  # _one_read_at_a_time(), inlined: a hot path
         )
 
     def _silence_due(self) -> float | None:
         return self._poller.silence_due(
-            socket_open=self._sock in _OPEN_STATES, serialized=self._one_read_at_a_time()
+            socket_open=self._sock in _OPEN_STATES,
+            serialized=self._http_ok is False,  # _one_read_at_a_time(), inlined: a hot path
         )
 
     def _range_due(self) -> float | None:

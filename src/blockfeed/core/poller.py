@@ -122,24 +122,26 @@ class Poller:
 
     def health_interval_s(self) -> float:
         """How often idle endpoints are probed: configured, or ``health_check_blocks x T``."""
+        return self._health_interval_s(self._clock.interval_s)
+
+    def ranking_limits(self) -> tuple[float, float]:
+        """``(http_retry_cap_s, fresh_s)`` for the current T: the cap of the HTTP error backoff
+        (configured, or ``http_retry_cap_blocks x T``), and how recent a sign of life must be
+        to count as fresh (``fresh_blocks x T``, at least two health rounds)."""
+        cfg = self.config
+        interval = self._clock.interval_s
+        retry_cap_s = cfg.http_retry_cap_s or min(
+            max(cfg.http_retry_cap_blocks * interval, HTTP_RETRY_CAP_MIN_S), HTTP_RETRY_CAP_MAX_S
+        )
+        fresh_s = max(cfg.fresh_blocks * interval, 2 * self._health_interval_s(interval))
+        return retry_cap_s, fresh_s
+
+    def _health_interval_s(self, interval: float) -> float:
         cfg = self.config
         if cfg.health_check_interval_s is not None:
             return cfg.health_check_interval_s
-        return min(max(cfg.health_check_blocks * self._clock.interval_s, HEALTH_CHECK_MIN_S),
+        return min(max(cfg.health_check_blocks * interval, HEALTH_CHECK_MIN_S),
                    HEALTH_CHECK_MAX_S)
-
-    def http_retry_cap_s(self) -> float:
-        """Cap of the HTTP error backoff: configured, or ``http_retry_cap_blocks x T``."""
-        cfg = self.config
-        return cfg.http_retry_cap_s or min(
-            max(cfg.http_retry_cap_blocks * self._clock.interval_s, HTTP_RETRY_CAP_MIN_S),
-            HTTP_RETRY_CAP_MAX_S,
-        )
-
-    def fresh_s(self) -> float:
-        """How recent a sign of life must be to count as fresh (spans two health rounds)."""
-        return max(self.config.fresh_blocks * self._clock.interval_s,
-                   2 * self.health_interval_s())
 
     def rescale(self, now: float, old_s: float, new_s: float) -> None:
         """T moved from ``old_s`` to ``new_s``: waits planned in units of the old T follow the
