@@ -1,4 +1,18 @@
-"""The follower: the whole block-following logic as one sans-I/O state machine.
+"""The follower: the block-following logic as one sans-I/O state machine, made of parts.
+
+The follower orchestrates; the parts it holds each own one concern and are tested alone:
+
+* :class:`~blockfeed.core.merge.Merge`: delivery order and exactly-once;
+* :class:`~blockfeed.core.poller.Poller`: *when* to poll, hedge, probe a silent socket and
+  check idle endpoints (the phase-locked schedule), and the head reads in flight;
+* :class:`~blockfeed.core.verify.Verifier`: suspects, lies, start votes, unavailable blocks,
+  lag and chain checks, and why delivery is ``blocked``;
+* :class:`~blockfeed.core.ranking.Ranking`, :class:`~blockfeed.core.deadline.BlockClock`,
+  :class:`~blockfeed.core.modes.ModeMachine`: endpoint health, learned T, modes.
+
+What stays here: the socket's life (:class:`SocketState`), what an answer means (a poll's head
+offered to the merge, a probe's verdict on the socket), backfill requests, the mode, and the
+output buffers.
 
 Inputs (the driver calls these with the current time; nothing here reads a clock or a socket)::
 
@@ -61,9 +75,11 @@ from blockfeed.core.actions import (
 )
 from blockfeed.core.backoff import backoff
 from blockfeed.core.deadline import BlockClock
-from blockfeed.core.merge import Candidate, Merge, OfferOutcome, Rejection
+from blockfeed.core.merge import Candidate, Merge, OfferOutcome
 from blockfeed.core.modes import ModeMachine
+from blockfeed.core.poller import Poller
 from blockfeed.core.ranking import Ranking
+from blockfeed.core.verify import Verifier
 from blockfeed.types import Block, FeedEvent, Header, Mode, Source
 
 
@@ -89,17 +105,6 @@ _LIVE_STATES = (
     SocketState.SUBSCRIBED,
     SocketState.HEALTHY,
 )
-
-
-HTTP_RETRY_CAP_MIN_S = 0.25
-HTTP_RETRY_CAP_MAX_S = 15.0
-"""Bounds of the learned HTTP retry cap (``http_retry_cap_blocks x T``)."""
-HEALTH_CHECK_MIN_S = 0.5
-HEALTH_CHECK_MAX_S = 30.0
-"""Bounds of the learned idle-endpoint check period (``health_check_blocks x T``)."""
-CHAIN_CHECK_EVERY_DEADLINES = 2.0
-"""An endpoint suspected of serving another chain is asked at most once per this many
-deadlines."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,17 +185,9 @@ DEFAULT_CONFIG = FollowerConfig()
 BackoffFactory = Callable[[], Iterator[float]]
 
 
-@dataclass(slots=True)
-class _Inflight:
-    """An HTTP head read on its way: when it was sent and what number it hoped to see."""
-
-    read: HeadRead
-    sent_at: float
-    target: int | None
-
-
 class Follower:
-    """Composite state machine: socket lifecycle, phase-locked polling, merge, modes, ranking."""
+    """Composite state machine: socket lifecycle, merge, modes; delegates poll timing to a
+    :class:`Poller` and verification to a :class:`Verifier`."""
 
     def __init__(
         self,
@@ -227,15 +224,9 @@ class Follower:
             rng=rng,
         )
         self._http_labels = dict(http_labels or {})
-        self._identity: dict[int, str] = {}
-        """Hashes of blocks 0 and 1 of the followed chain, when known: a chain restarted from
-        scratch with the same genesis still has another block #1."""
-        if genesis_hash is not None:
-            self._identity[0] = genesis_hash.lower()
         self._merge = Merge(anchor=anchor, start_number=start_number)
         if anchor is not None:
             self._ranking.best_number = anchor[0]
-        self._anchor = anchor
         self._head_start = anchor is None and start_number is None
         if self._head_start and len(endpoints) > 1:
             # Starting at the head with a second opinion available: the first block's hash
@@ -246,6 +237,11 @@ class Follower:
             deadline_factor=cfg.deadline_factor,
             floor_s=cfg.deadline_floor_s,
             ceiling_s=cfg.deadline_ceiling_s,
+        )
+        self._poller = Poller(self._clock, cfg, ready_at=self._read_ready_at)
+        self._verify = Verifier(
+            self._merge, self._ranking, self._clock, cfg, anchor=anchor,
+            genesis_hash=genesis_hash, emit=self._emit, check_chain=self._send_chain_check,
         )
         self._backoff_factory: BackoffFactory = reconnect_backoff or (
             lambda: backoff(initial_s=cfg.reconnect_initial_s, cap_s=cfg.reconnect_cap_s, rng=rng)
@@ -262,7 +258,6 @@ class Follower:
         self._reconnect_at: float | None = None
         self._backoff: Iterator[float] = self._backoff_factory()
         self._ws_activity_at = 0.0
-        self._silence_base = 0.0
         self._ws_high: int | None = None
         self._ws_ref: int | None = None
         self._ws_proof: str | None = None
@@ -271,38 +266,15 @@ class Follower:
         self._socket_ever_failed = False
         self._last_socket_failure = ""
 
-        # HTTP head reads
+        # HTTP head reads (their timing and the reads in flight: self._poller)
         self._seq = numbering_from
-        self._poll: _Inflight | None = None
-        self._probe: _Inflight | None = None
-        self._health: dict[str, _Inflight] = {}
-        self._health_next_at = 0.0
-        self._poll_asap = False
-        self._socket_behind = False
-        self._poll_target: int | None = None
-        self._poll_misses = 0
-        self._poll_last_miss_at = 0.0
-        self._first_try_hits = 0
         self._http_ok: bool | None = None
         self._head_known: tuple[int, str] | None = None
 
-        # backfill, verification, progress
+        # backfill and progress (verification state: self._verify)
         self._range: FetchRange | None = None
-        self._range_retry_at = 0.0
-        self._range_stalls = 0
-        self._suspects: dict[int, dict[str, str]] = {}
-        self._lacking: dict[int, set[str]] = {}
-        self._start_conflict: frozenset[tuple[str, str]] | None = None
-        self._blocked: str | None = None
         self._best_seen: int | None = None
         self._progress_at = 0.0
-
-        # chain identity: endpoints that proved to serve another chain than the delivered one
-        self._first_delivered: tuple[int, str] | None = anchor
-        self._chain_checks: dict[str, CheckChain] = {}
-        self._chain_check_after: dict[str, float] = {}
-        self._contradictions: dict[str, dict[str, object]] = {}
-        self._diverged: FeedEvent | None = None
 
         # outputs and counters
         self._out_blocks: list[Block] = []
@@ -343,7 +315,7 @@ class Follower:
             if due is not None:
                 times.append(due)
         if len(self._ranking.labels) > 1:
-            times.append(self._health_next_at)
+            times.append(self._poller.health_next_at)
         if self._modes.mode is Mode.STARTING:
             times.append(self._started_at + self._clock.deadline_s)
         return min(times) if times else None
@@ -394,7 +366,7 @@ class Follower:
     def diverged(self) -> FeedEvent | None:
         """The ``chain_diverged`` event once every endpoint proved to serve another chain than
         the one delivered; None otherwise. Nothing more can be delivered on this chain."""
-        return self._diverged
+        return self._verify.diverged
 
     @property
     def last(self) -> tuple[int, str] | None:
@@ -407,7 +379,7 @@ class Follower:
         next block is below every endpoint's history (pruned node, or a start before the
         chain's first block), no endpoint extends the checkpoint, or the endpoints disagree on
         the start block. None otherwise; cleared by the next delivery. Retries go on."""
-        return self._blocked
+        return self._verify.blocked
 
     @property
     def ranking(self) -> Ranking:
@@ -431,9 +403,9 @@ class Follower:
         self._modes = ModeMachine(now)
         self._started_at = self._progress_at = now
         self._tune_to_interval()
-        self._health_next_at = now + self._health_interval_s()
+        self._poller.schedule_health(now)
         self._reconnect_at = now
-        self._poll_asap = True
+        self._poller.ask_now()
         self._step(now)
 
     def set_block_time_prior(self, block_time_s: float, source: str, now: float) -> None:
@@ -448,9 +420,7 @@ class Follower:
     def set_chain_identity(self, genesis_hash: str | None, first_hash: str | None = None) -> None:
         """The hashes of blocks 0 and 1 of the followed chain became known: chain checks
         compare against them (another genesis, or the same genesis restarted from scratch)."""
-        for number, value in ((0, genesis_hash), (1, first_hash)):
-            if value is not None and number not in self._identity:
-                self._identity[number] = value.lower()
+        self._verify.set_identity(genesis_hash, first_hash)
 
     @property
     def numbering(self) -> int:
@@ -470,7 +440,8 @@ class Follower:
         if not self._is_current(endpoint, attempt, SocketState.SUBSCRIBING):
             return
         self._sock = SocketState.SUBSCRIBED
-        self._ws_activity_at = self._silence_base = now
+        self._ws_activity_at = now
+        self._poller.heard_socket(now)
         self._ws_high = None
         self._ws_ref = self._merge.best_known
         self._step(now)
@@ -481,7 +452,8 @@ class Follower:
         """A finalized-head notification, already parsed by ``codec.header_from_json``."""
         if not self._is_current(endpoint, attempt, *_OPEN_STATES):
             return
-        self._ws_activity_at = self._silence_base = now
+        self._ws_activity_at = now
+        self._poller.heard_socket(now)
         self._ws_high = max(header.number, self._ws_high or 0)
         candidate = Candidate.of(
             header, source=Source.WS, endpoint=endpoint, received_at=now + self._wall_offset_s
@@ -492,16 +464,16 @@ class Follower:
         if outcome == OfferOutcome.HELD:
             self._observe(header.number, now)
             self._note_head(header.number, candidate.hash, now)
-            self._socket_behind = False
+            self._poller.socket_behind = False
             if self._sock is SocketState.SUBSCRIBED:
                 self._ws_proof = candidate.hash
         elif outcome == OfferOutcome.STALE:
-            self._check_far_below(endpoint, header.number, now)
+            self._verify.check_far_below(endpoint, header.number, now)
         self._absorb(now)
         if (self._sock is SocketState.SUBSCRIBED
                 and self._merge.delivered_hash(header.number) == candidate.hash):
             self._promote_socket(endpoint, now)  # it brought a block that was delivered
-        self._check_lag(endpoint, header.number, now)
+        self._verify.check_lag(endpoint, header.number, now)
         self._step(now)
 
     def _promote_socket(self, endpoint: str, now: float) -> None:
@@ -531,13 +503,14 @@ class Follower:
         latency_s: float | None = None,
     ) -> None:
         """Answer to a :class:`Poll`: the head hash, and its header unless it was the known one."""
-        inflight = self._poll
-        if inflight is None or inflight.read != poll:
+        inflight = self._poller.poll_answered(poll)
+        if inflight is None:
             return
-        self._poll = None
         number = self._read_head(poll, head_hash, header, now, latency_s)
         if number is not None:
-            self._phase_update(number, inflight)
+            measured = self._poller.learn(number, inflight)
+            if measured is not None:
+                self._observe(*measured)
         self._step(now)
 
     def on_probe_result(
@@ -551,22 +524,19 @@ class Follower:
     ) -> None:
         """Answer to a :class:`Probe`: stale socket vs stalled chain, or an endpoint's lag."""
         if probe.purpose == "health":
-            inflight = self._health.get(probe.endpoint)
-            if inflight is None or inflight.read != probe:
+            if not self._poller.health_answered(probe):
                 return
-            del self._health[probe.endpoint]
             self.probes["health"] += 1
             number = self._read_head(probe, head_hash, header, now, latency_s)
             if number is not None:
-                self._check_lag(probe.endpoint, number, now)
+                self._verify.check_lag(probe.endpoint, number, now)
         else:
-            if self._probe is None or self._probe.read != probe:
+            inflight = self._poller.probe_answered(probe)
+            if inflight is None:
                 return
-            sent_at = self._probe.sent_at
-            self._probe = None
             number = self._read_head(probe, head_hash, header, now, latency_s)
             if number is not None:
-                self._decide_silence(number, sent_at, now)
+                self._decide_silence(number, inflight.sent_at, now)
         self._step(now)
 
     def on_range_result(
@@ -593,35 +563,14 @@ class Follower:
             fetch.start, hashes, headers, endpoint=ep, received_at=now + self._wall_offset_s,
             check_only_first=fetch.check_only_first,
         )
-        if check.invalid_reason is not None:
-            self._lie(ep, f"backfill failed verification: {check.invalid_reason}", now)
-        if check.unknown_from is not None:
-            first_listed = self._below_history(ep, check.unknown_from, fetch.start, hashes)
-            if first_listed is not None:
-                self._note_unavailable(ep, check.unknown_from, first_listed, now)
-            else:
-                # The endpoint does not know these numbers yet; ask someone else (or later).
-                self._ranking.record_head(ep, check.unknown_from - 1, now)
-        if (fetch.check_only_first and hashes and hashes[0] is None and check.accepted
-                and self._merge.last is None and self._merge.next_number == fetch.end):
-            # The endpoint does not list the start block's parent (the first block it has), so
-            # its vote could not be checked: start one block later, where it can.
-            self._merge.move_start(fetch.end + 1)
+        self._verify.judge_range(fetch, check, hashes, now)
         self._absorb(now)
         voted = fetch.check_only_first and len(self._merge.start_votes(fetch.end)) > votes_before
         if fetch.check_only_first:
-            self._check_start_conflict(fetch.end, now)
+            self._verify.check_start_conflict(fetch.end, now)
         liar_benched = check.invalid_reason is not None and self._ranking.usable_count(now) > 0
-        if self._merge.last == before and not voted and not liar_benched:
-            # No progress (nobody has these numbers yet, or they were wrong): wait, longer
-            # each time, up to a deadline, so a start below a pruned node's history does not
-            # turn into a request storm.
-            self._range_stalls += 1
-            growth = 2 ** min(self._range_stalls, 6)
-            wait = self.config.range_retry * self._clock.interval_s * growth
-            self._range_retry_at = now + min(wait, self._clock.deadline_s * 4)
-        else:
-            self._range_stalls = 0
+        progressed = self._merge.last != before or voted or liar_benched
+        self._poller.range_answered(now, progressed=progressed)
         self._step(now)
 
     def on_chain_check(
@@ -635,43 +584,10 @@ class Follower:
         that state, ``chain_diverged`` is raised once. An endpoint that agrees (or cannot tell
         yet: it does not list the number) is cleared.
         """
-        ep = check.endpoint
-        if self._chain_checks.get(ep) != check:
+        if not self._verify.claim_check(check):
             return
-        del self._chain_checks[ep]
-        self._http_success(ep, None, now)
-        verdict: dict[str, object] | None = None
-        for number in sorted(listed):
-            theirs = listed[number]
-            ours = self._identity.get(number) or self._known_hash(number)
-            if ours is None or theirs is None or theirs.lower() == ours:
-                continue
-            what = {0: "another genesis", 1: "another block #1 (the chain was restarted)"}.get(
-                number, f"another block #{number}")
-            verdict = {"number": number, "delivered_hash": ours, "their_hash": theirs.lower(),
-                       "what": what}
-            break
-        if verdict is None:
-            self._contradictions.pop(ep, None)
-            self._step(now)
-            return
-        verdict["endpoint"] = ep
-        self._contradictions[ep] = verdict
-        self._quarantine(
-            ep, f"serves another chain: {verdict['what']} ({verdict['their_hash']}, delivered "
-                f"{verdict['delivered_hash']})", now,
-        )
-        if self._diverged is None and set(self._contradictions) >= set(self._ranking.labels):
-            reason = (
-                f"CHAIN DIVERGED: {ep} serves {verdict['what']} ({verdict['their_hash']}) where "
-                f"the followed chain has {verdict['delivered_hash']}, and no endpoint agrees with "
-                "the delivered chain; nothing more is delivered on it"
-            )
-            event = FeedEvent(kind="chain_diverged", at=now, reason=reason, endpoint=ep,
-                              details={k: v for k, v in verdict.items() if k != "endpoint"})
-            self._diverged = event
-            self._blocked = reason
-            self._emit(event)
+        self._http_success(check.endpoint, None, now)
+        self._verify.on_chain_check(check, listed, now)
         self._step(now)
 
     def on_failure(
@@ -696,7 +612,7 @@ class Follower:
             reason = f"{reason} (HTTP {status})"
         pause = retry_after_s
         if lied and isinstance(action, Poll | Probe | FetchRange):
-            self._lie(action.endpoint, f"served inconsistent data: {reason}", now)
+            self._verify.lie(action.endpoint, f"served inconsistent data: {reason}", now)
         if isinstance(action, Connect | Subscribe):
             if self._is_current(action.endpoint, action.attempt, *_LIVE_STATES):
                 kind = "connect_failed" if isinstance(action, Connect) else "subscribe_failed"
@@ -705,8 +621,7 @@ class Follower:
                     close=isinstance(action, Subscribe),
                 )
         elif isinstance(action, Poll):
-            if self._poll is not None and self._poll.read == action:
-                self._poll = None
+            if self._poller.poll_answered(action) is not None:
                 if action.transport == "http":
                     self._http_failure(action.endpoint, reason, now, retry_after_s=pause)
                 else:
@@ -716,20 +631,19 @@ class Follower:
         elif isinstance(action, FetchRange):
             if self._range == action:
                 self._range = None
-                retry_at = now + self.config.range_retry * self._clock.interval_s
-                if action.transport == "http":
-                    http_retry_at = self._http_failure(action.endpoint, reason, now,
-                                                       retry_after_s=pause)
-                    retry_at = min(retry_at, http_retry_at)
-                    if self._socket_can_fetch(action.start):
-                        retry_at = now  # over the open socket, once its channel is ready
+                over_http = action.transport == "http"
+                if over_http:
+                    channel_at = self._http_failure(action.endpoint, reason, now,
+                                                    retry_after_s=pause)
                 else:
-                    retry_at = max(retry_at, self._ws_request_failure(
-                        action.endpoint, now, retry_after_s=pause))
-                self._range_retry_at = retry_at
+                    channel_at = self._ws_request_failure(action.endpoint, now,
+                                                          retry_after_s=pause)
+                self._poller.range_failed(
+                    now, over_http=over_http, channel_retry_at=channel_at,
+                    socket_can_fetch=over_http and self._socket_can_fetch(action.start),
+                )
         elif isinstance(action, CheckChain):
-            if self._chain_checks.get(action.endpoint) == action:
-                del self._chain_checks[action.endpoint]
+            if self._verify.claim_check(action):
                 self._http_failure(action.endpoint, reason, now, retry_after_s=pause)
         self._step(now)
 
@@ -762,7 +676,8 @@ class Follower:
             return
         cfg = self.config
         self._tune_to_interval()
-        self._update_start_quorum(now)
+        if self._verify.update_start_quorum(now):
+            self._absorb(now)
         # 1. A socket on a quarantined endpoint moves to a better one, if there is one.
         if self._sock is not SocketState.IDLE and self._sock_ep is not None:
             health = self._ranking[self._sock_ep]
@@ -784,7 +699,7 @@ class Follower:
             gap = self._merge.gap(chunk=cfg.range_chunk)
             assert gap is not None
             ep, transport = self._range_source(gap[0], now)
-            suspects = self._suspects.get(gap[0])
+            suspects = self._verify.suspected_at(gap[0])
             purpose = "verify" if suspects else "start" if self._merge.last is None else "backfill"
             start, end, vote = gap[0], gap[1], False
             if purpose == "start" and self._merge.start_quorum is not None and start > 0:
@@ -802,8 +717,7 @@ class Follower:
             purpose = "hedge" if self._sock is SocketState.HEALTHY else "poll"
             ep, transport = self._read_source(now)
             poll = Poll(ep, self._next_seq(), *self._known(), purpose=purpose, transport=transport)
-            self._poll = _Inflight(poll, now, self._poll_target)
-            self._poll_asap = False
+            self._poller.poll_sent(poll, now)
             self.requests[purpose if transport == "http" else f"ws_{purpose}"] += 1
             self._out_actions.append(poll)
         # 5. A silent socket gets one probe per deadline.
@@ -812,19 +726,18 @@ class Follower:
             ep, transport = self._read_source(now)
             probe = Probe(ep, self._next_seq(), *self._known(), purpose="silence",
                           transport=transport)
-            self._probe = _Inflight(probe, now, None)
+            self._poller.probe_sent(probe, now)
             self.requests["probe" if transport == "http" else "ws_probe"] += 1
             self._out_actions.append(probe)
         # 6. With several endpoints, look at the idle ones now and then (lag, liveness).
-        if len(self._ranking.labels) > 1 and now >= self._health_next_at:
-            self._health_next_at = now + self._health_interval_s()
+        if len(self._ranking.labels) > 1 and self._poller.health_round(now):
             for ep in self._ranking.labels:
-                if ep == self.socket_endpoint or ep in self._health:
+                if ep == self.socket_endpoint or self._poller.health_pending(ep):
                     continue
                 if self._ranking[ep].http_retry_at > now:
                     continue
                 probe = Probe(ep, self._next_seq(), purpose="health")
-                self._health[ep] = _Inflight(probe, now, None)
+                self._poller.health_sent(probe, now)
                 self.requests["health"] += 1
                 self._out_actions.append(probe)
         # 7. Starting ends when the socket proves itself, something fails, or a deadline passes.
@@ -834,19 +747,7 @@ class Follower:
 
     def _tune_to_interval(self) -> None:
         """Keep every learned-T-relative bound in step with the current interval."""
-        cfg = self.config
-        interval = self._clock.interval_s
-        self._ranking.http_retry_cap_s = cfg.http_retry_cap_s or min(
-            max(cfg.http_retry_cap_blocks * interval, HTTP_RETRY_CAP_MIN_S), HTTP_RETRY_CAP_MAX_S
-        )
-        self._ranking.fresh_s = max(cfg.fresh_blocks * interval, 2 * self._health_interval_s())
-
-    def _health_interval_s(self) -> float:
-        cfg = self.config
-        if cfg.health_check_interval_s is not None:
-            return cfg.health_check_interval_s
-        return min(max(cfg.health_check_blocks * self._clock.interval_s, HEALTH_CHECK_MIN_S),
-                   HEALTH_CHECK_MAX_S)
+        self._ranking.http_retry_cap_s, self._ranking.fresh_s = self._poller.ranking_limits()
 
     def _observe(self, number: int, at: float) -> None:
         """A measured appearance time: learn from it, and say so when T moved by over 25 %."""
@@ -861,10 +762,7 @@ class Follower:
         self._tune_to_interval()
         # Waits scheduled in units of the old T follow the new one (a backfill retry planned
         # with a 12 s prior must not hold a 0.2 s chain for seconds).
-        for name in ("_range_retry_at", "_health_next_at"):
-            due = getattr(self, name)
-            if due > now:
-                setattr(self, name, now + (due - now) * new / old)
+        self._poller.rescale(now, old, new)
         self._emit(FeedEvent(
             kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
             details={"block_time_s": new, "previous_s": old},
@@ -885,71 +783,25 @@ class Follower:
 
     def _poll_due(self) -> float | None:
         """When the poller (or the hedge) should ask next; None if it should not."""
-        if self._modes is None or self._poll is not None:
+        if self._modes is None:
             return None
-        if self._probe is not None and self._one_read_at_a_time():
-            return None
-        ready_at = self._read_ready_at()
-        if self._poll_asap:
-            return ready_at
-        cfg = self.config
-        streaming = self._sock is SocketState.HEALTHY
-        if streaming and (not cfg.hedge or self.finality_stalled):
-            return None  # a halted chain is watched by the silence probe alone
-        target = self._sync_poll_target()
-        expected = None if target is None else self._clock.expected_at(target)
-        if expected is None:
-            return ready_at  # nothing known yet: ask now
-        interval = self._clock.interval_s
-        margin = cfg.hedge_margin if streaming else cfg.poll_margin
-        if self._poll_misses == 0:
-            due = expected + margin * interval
-        elif streaming and not self._socket_behind:
-            # A trusted socket that is on time brings a late block itself: one hedge per slot.
-            slot = int(max(0.0, self._poll_last_miss_at - expected) // interval)
-            due = expected + (slot + 1 + margin) * interval
-        else:
-            due = self._retry_due(expected, self._poll_last_miss_at, margin)
-        if streaming:
-            silence_due = self._silence_due()
-            if silence_due is not None and due >= silence_due:
-                return None  # the silence probe decides first; no hedging into a halt
-        return max(due, ready_at)
-
-    def _retry_due(self, expected: float, missed_at: float, margin: float) -> float:
-        """Next ask after a miss: quick retries in the block's own slot, then once per slot.
-
-        Within ``poll_late_window x T`` of when it was due the block is probably just late:
-        retry every ``poll_retry x T``. Later, GRANDPA most likely holds it to finalize it with
-        the next ones: ask just after each following slot, and once more ``poll_retry x T``
-        later. Once nothing came for ``poll_slow_after_blocks`` slots the chain is halted: ask
-        every ``poll_retry_growth x lateness``, at most a deadline apart.
-        """
-        cfg = self.config
-        interval = self._clock.interval_s
-        lateness = max(0.0, missed_at - expected)
-        if lateness >= cfg.poll_slow_after_blocks * interval:
-            retry = max(cfg.poll_retry * interval, cfg.poll_retry_growth * lateness)
-            return missed_at + min(retry, self._clock.deadline_s)
-        slot = int(lateness // interval)
-        into_slot = lateness - slot * interval
-        window = cfg.poll_late_window if slot == 0 else 1.5 * cfg.poll_retry
-        if into_slot < window * interval:
-            return missed_at + cfg.poll_retry * interval
-        due = expected + (slot + 1 + margin) * interval
-        return max(due, missed_at + cfg.poll_retry * interval)
+        return self._poller.poll_due(
+            streaming=self._sock is SocketState.HEALTHY,
+            stalled=self.finality_stalled,
+            known_top=self._known_top(),
+            serialized=self._http_ok is False,  # _one_read_at_a_time(), inlined: a hot path
+        )
 
     def _silence_due(self) -> float | None:
-        if self._sock not in _OPEN_STATES or self._probe is not None:
-            return None
-        if self._poll is not None and self._one_read_at_a_time():
-            return None
-        return max(self._silence_base + self._clock.deadline_s, self._read_ready_at())
+        return self._poller.silence_due(
+            socket_open=self._sock in _OPEN_STATES,
+            serialized=self._http_ok is False,  # _one_read_at_a_time(), inlined: a hot path
+        )
 
     def _range_due(self) -> float | None:
         if self._range is not None or self._merge.gap(chunk=self.config.range_chunk) is None:
             return None
-        return max(self._range_retry_at, self._fetch_ready_at())
+        return max(self._poller.range_retry_at, self._fetch_ready_at())
 
     def _fetch_ready_at(self) -> float:
         """Earliest time a backfill can go out: HTTP, or the open socket while HTTP backs off."""
@@ -960,7 +812,7 @@ class Follower:
     def _socket_can_fetch(self, start: int | None) -> bool:
         if self._sock not in _OPEN_STATES or self._sock_ep is None:
             return False
-        return start is None or self._sock_ep not in self._suspects.get(start, {})
+        return start is None or self._sock_ep not in self._verify.suspected_at(start)
 
     def _read_source(self, now: float) -> tuple[str, str]:
         """Where a head read goes: the best endpoint's HTTP side if one is ready; while every
@@ -998,8 +850,8 @@ class Follower:
         """Where to backfill from ``start``: the best HTTP endpoint that is ready, did not get
         ``start`` wrong, is known to have it (and, for a start-block vote, has not voted yet);
         else the open socket (HTTP backing off); else the best HTTP endpoint at all."""
-        suspects = set(self._suspects.get(start, {}))
-        lacking = self._lacking.get(start, set())
+        suspects = set(self._verify.suspected_at(start))
+        lacking = set(self._verify.lacking(start))
         voted = set(self._merge.start_votes(start)) if self._merge.last is None else set()
         behind = {
             ep for ep in self._ranking.labels
@@ -1016,17 +868,12 @@ class Follower:
             return self._sock_ep, "ws"
         return self._http_endpoint(now), "http"
 
-    def _sync_poll_target(self) -> int | None:
-        """The poller waits for the number after the highest one known from any source."""
+    def _known_top(self) -> int | None:
+        """The highest number known from any source (the poller waits for the next one)."""
         best = self._merge.best_known
         last = self._merge.last
         tops = [x for x in (best, last[0] if last else None) if x is not None]
-        if not tops:
-            return None
-        if self._poll_target is None or self._poll_target <= max(tops):
-            self._poll_target = max(tops) + 1
-            self._poll_misses = 0
-        return self._poll_target
+        return max(tops) if tops else None
 
     # ------------------------------------------------------------------ socket helpers
 
@@ -1070,7 +917,7 @@ class Follower:
             if len(self._ranking.labels) > 1:
                 # Ask every other endpoint now, in parallel: the first good answer delivers,
                 # and the next socket goes to one with fresh evidence of life.
-                self._health_next_at = now
+                self._poller.check_health_now(now)
         was_healthy = self._sock is SocketState.HEALTHY
         self._sock = SocketState.IDLE
         self._ws_proof = None
@@ -1080,7 +927,7 @@ class Follower:
         else:
             self._reconnect_at = now + max(0.0, next(self._backoff))
         if was_healthy:
-            self._poll_asap = True  # the next block must not wait for a new socket
+            self._poller.ask_now()  # the next block must not wait for a new socket
         self._refresh_mode(now, reason, kind=kind)
 
     def _decide_silence(self, head_number: int, sent_at: float, now: float) -> None:
@@ -1088,7 +935,7 @@ class Follower:
 
         No verdict if the socket spoke while the probe was on its way: it is not silent.
         """
-        self._silence_base = max(now, self._silence_base)
+        self._poller.silence_settled(now)
         if self._sock not in _OPEN_STATES or self._ws_activity_at > sent_at:
             return
         reference = self._ws_high if self._ws_high is not None else self._ws_ref
@@ -1115,17 +962,15 @@ class Follower:
         self, probe: Probe, reason: str, now: float, *, retry_after_s: float | None = None
     ) -> None:
         if probe.purpose == "health":
-            inflight = self._health.get(probe.endpoint)
-            if inflight is not None and inflight.read == probe:
-                del self._health[probe.endpoint]
+            if self._poller.health_answered(probe):
                 self._ranking.record_http_failure(probe.endpoint, now,
                                                   retry_after_s=retry_after_s)
                 self.probes["health_failed"] += 1
             return
-        if self._probe is None or self._probe.read != probe:
+        inflight = self._poller.probe_answered(probe)
+        if inflight is None:
             return
-        sent_at = self._probe.sent_at
-        self._probe = None
+        sent_at = inflight.sent_at
         if probe.transport == "ws":
             self._ws_request_failure(probe.endpoint, now, retry_after_s=retry_after_s)
         if probe.transport == "http":
@@ -1136,7 +981,7 @@ class Follower:
                 # socket itself at once (HTTP now backs off, so the probe goes over it).
                 self.probes["http_failed"] += 1
                 return
-        self._silence_base = max(now, self._silence_base)
+        self._poller.silence_settled(now)
         self.probes["failed"] += 1
         failing = ("HTTP fails too" if probe.transport == "http"
                    else "HTTP backs off while the socket does not answer requests either")
@@ -1179,7 +1024,7 @@ class Follower:
         if computed != head_hash:
             if over_http:
                 self._http_failure(ep, "finalized head header does not match its hash", now)
-            self._lie(ep, "served a finalized head whose header does not hash to it", now)
+            self._verify.lie(ep, "served a finalized head whose header does not hash to it", now)
             return None
         if over_http:
             self._http_success(ep, latency_s, now)
@@ -1194,47 +1039,15 @@ class Follower:
         if outcome == OfferOutcome.HELD:
             self._note_head(header.number, computed, now)
             if isinstance(read, Poll) and read.purpose == "hedge":
-                self._socket_behind = True  # HTTP had a block the socket had not brought
+                self._poller.socket_behind = True  # HTTP had a block the socket had not brought
         else:
             if outcome == OfferOutcome.STALE:
-                self._check_far_below(ep, header.number, now)
+                self._verify.check_far_below(ep, header.number, now)
             if self._head_known is None or header.number >= self._head_known[0]:
                 self._head_known = (header.number, computed)
         self._absorb(now)
         self._check_stall(now)
         return header.number
-
-    def _phase_update(self, head_number: int, inflight: _Inflight) -> None:
-        """Learn the chain's phase from a poll: a miss bounds it from below, a hit from above."""
-        target, sent_at = inflight.target, inflight.sent_at
-        if target is not None and head_number < target:
-            if self._poll_target == target:
-                self._poll_misses += 1
-                self._poll_last_miss_at = sent_at
-            return
-        interval = self._clock.interval_s
-        bracketed = (
-            self._poll_misses > 0
-            and target is not None
-            and self._poll_target == target
-            and sent_at - self._poll_last_miss_at <= 1.5 * self.config.poll_retry * interval
-        )
-        if bracketed:
-            # Appeared between the last miss and this hit, a short retry apart: a measurement.
-            self._observe(head_number, (self._poll_last_miss_at + sent_at) / 2)
-            self._first_try_hits = 0
-        else:
-            self._first_try_hits += 1
-            expected = self._clock.expected_at(head_number)
-            # Pull on every other first-try hit, harder after long runs (startup, drift).
-            hits = self._first_try_hits
-            pull = 0.0 if hits % 2 else self.config.phase_pull * interval * 2 ** min(hits // 4, 2)
-            base = sent_at if expected is None else min(expected, sent_at)
-            anchor = self._clock.anchor
-            if anchor is None or head_number >= anchor[0]:
-                self._clock.shift_anchor(head_number, base - pull)
-        self._poll_misses = 0
-        self._poll_target = head_number + 1
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -1254,208 +1067,29 @@ class Follower:
             if self._modes is not None:
                 self._emit(self._modes.set_stalled(False, f"block #{number} finalized", now))
 
-    def _absorb(self, now: float) -> list[Rejection]:
+    def _absorb(self, now: float) -> None:
         """Collect the merge's deliveries and rejections after an offer."""
         blocks = self._merge.drain()
-        rejected = self._merge.rejections()
-        for rejection in rejected:
-            claims = self._suspects.setdefault(rejection.number, {})
-            claims[rejection.endpoint] = rejection.hash
-            reason = rejection.reason
-            details: dict[str, object] = {"number": rejection.number, "hash": rejection.hash,
-                                          "source": str(rejection.source)}
-            anchor = self._anchor
-            if (anchor is not None and self._merge.delivered_count == 0
-                    and rejection.number == anchor[0] + 1):
-                reason = (
-                    f"block #{rejection.number} from {rejection.endpoint} does not extend the "
-                    f"checkpoint #{anchor[0]} {anchor[1]}: the endpoint serves another history "
-                    "than the one the checkpoint was saved from"
-                )
-                details["checkpoint"] = anchor[0]
-                details["endpoints_disagreeing"] = sorted(claims)
-                if set(claims) >= set(self._ranking.labels):
-                    self._blocked = f"{reason} (and so does every configured endpoint)"
-            self._emit(FeedEvent(
-                kind="verification_failed", at=now, reason=reason,
-                endpoint=rejection.endpoint, details=details,
-            ))
-            delivered = self._merge.delivered_hash(rejection.number)
-            if delivered is not None:
-                self._resolve_suspects(rejection.number, delivered, now)
-            last = self._merge.last
-            if last is not None and rejection.number <= last[0] + 1:
-                # Another block at a delivered number, or one that does not link to the last:
-                # a lie, or another chain. Ask the endpoint which chain it serves.
-                self._suspect_chain(rejection.endpoint, now,
-                                    at_most=min(rejection.number, last[0]))
+        for rejection in self._merge.rejections():
+            self._verify.on_rejection(rejection, now)
         proof = self._ws_proof
         for block in blocks:
             self.blocks_by_source[str(block.source)] += 1
-            self._resolve_suspects(block.number, block.hash, now)
+            self._verify.resolve(block.number, block.hash, now)
             if proof is not None and block.hash == proof and self._sock_ep is not None:
                 self._promote_socket(self._sock_ep, now)
         self._out_blocks.extend(blocks)
-        if blocks:
-            if self._first_delivered is None:
-                self._first_delivered = (blocks[0].number, blocks[0].hash)
-            self._contradictions.clear()  # someone serves the delivered chain
-            self._blocked = None
-            self._start_conflict = None
-            last_number = blocks[-1].number
-            for number in [n for n in self._lacking if n <= last_number]:
-                del self._lacking[number]
+        self._verify.on_delivered(blocks)
         if blocks and self._modes is not None:
             self._ranking.best_number = blocks[-1].number
-            self._prune_suspects()
-        return rejected
+            self._verify.prune()
 
-    def _check_far_below(self, endpoint: str, number: int, now: float) -> None:
-        """``endpoint`` reported a finalized head far below the delivered chain: finality never
-        goes back, so it is lagging badly (a resyncing node) or serves another chain."""
-        last = self._merge.last
-        if last is not None and last[0] - number > self.config.lag_quarantine_blocks:
-            self._suspect_chain(endpoint, now, at_most=number)
-
-    def _known_hash(self, number: int | None) -> str | None:
-        if number is None:
-            return None
-        if self._first_delivered is not None and number == self._first_delivered[0]:
-            return self._first_delivered[1]
-        return self._merge.delivered_hash(number)
-
-    def _suspect_chain(self, endpoint: str, now: float, *, at_most: int | None = None) -> None:
-        """Ask ``endpoint`` for its genesis and its hash at a delivered number we still know
-        (the last one, or the highest known one up to ``at_most``): at most one check in
-        flight per endpoint, and one per ``CHAIN_CHECK_EVERY_DEADLINES`` deadlines."""
-        if endpoint in self._chain_checks or now < self._chain_check_after.get(endpoint, 0.0):
-            return
-        last = self._merge.last
-        if last is None:
-            return
-        number: int | None = last[0]
-        if at_most is not None and at_most < last[0]:
-            number = next(
-                (n for n in range(at_most, max(at_most - 512, -1), -1)
-                 if self._merge.delivered_hash(n) is not None), None)
-            if number is None and self._first_delivered is not None \
-                    and self._first_delivered[0] <= at_most:
-                number = self._first_delivered[0]
-        if number is None and not self._identity:
-            return  # nothing to compare with yet; its chain will reach a known number
-        check = CheckChain(endpoint, self._next_seq(), -1 if number is None else number)
-        self._chain_checks[endpoint] = check
-        self._chain_check_after[endpoint] = (
-            now + CHAIN_CHECK_EVERY_DEADLINES * self._clock.deadline_s)
+    def _send_chain_check(self, endpoint: str, number: int) -> CheckChain:
+        """Issue a :class:`CheckChain` for the verifier (numbered in order with the rest)."""
+        check = CheckChain(endpoint, self._next_seq(), number)
         self.requests["chain_check"] += 1
         self._out_actions.append(check)
-
-    def _resolve_suspects(self, number: int, good_hash: str, now: float) -> None:
-        """A verified hash for ``number`` is known: whoever claimed another one lied."""
-        claims = self._suspects.pop(number, None)
-        for ep, claimed in (claims or {}).items():
-            if claimed != good_hash:
-                self._quarantine(ep, f"served a block #{number} that contradicts the verified "
-                                     "chain", now)
-
-    def _prune_suspects(self) -> None:
-        last = self._merge.last
-        if last is not None:
-            for number in [n for n in self._suspects if n < last[0]]:
-                del self._suspects[number]
-
-    def _lie(self, endpoint: str, reason: str, now: float) -> None:
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=reason,
-                             endpoint=endpoint))
-        self._quarantine(endpoint, reason, now)
-
-    def _quarantine(self, endpoint: str, reason: str, now: float) -> None:
-        self._merge.discard_votes(endpoint)
-        until = now + self.config.quarantine_s
-        if self._ranking.quarantine(endpoint, until, reason, now=now):
-            self._emit(FeedEvent(
-                kind="endpoint_quarantined", at=now, reason=reason, endpoint=endpoint,
-                details={"for_s": self.config.quarantine_s,
-                         "others_usable": self._ranking.usable_count(now)},
-            ))
-
-    def _update_start_quorum(self, now: float) -> None:
-        """Two votes for the start block while two endpoints are healthy (not quarantined, HTTP
-        answering); one when only one is left, so a dead or lying second endpoint never keeps
-        the feed from starting."""
-        merge = self._merge
-        if merge.start_quorum is None or merge.last is not None:
-            return
-        healthy = sum(
-            1 for ep in self._ranking.labels
-            if not self._ranking[ep].is_quarantined(now) and self._ranking[ep].http_failures == 0
-        )
-        quorum = 2 if healthy >= 2 else 1
-        if merge.start_quorum != quorum:
-            merge.start_quorum = quorum
-            self._absorb(now)
-
-    def _check_start_conflict(self, number: int, now: float) -> None:
-        """Endpoints listing different hashes for the start block: say so (once per set of
-        votes) and deliver nothing until enough of them agree."""
-        votes = self._merge.start_votes(number)
-        if len(set(votes.values())) < 2:
-            return
-        key = frozenset(votes.items())
-        if key == self._start_conflict:
-            return
-        self._start_conflict = key
-        listing = "; ".join(f"{ep} lists {hash_}" for ep, hash_ in sorted(votes.items()))
-        self._blocked = (
-            f"endpoints disagree on start block #{number} ({listing}); nothing is delivered "
-            "until enough of them agree"
-        )
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=self._blocked,
-                             details={"number": number, "votes": votes}))
-
-    def _below_history(
-        self, endpoint: str, unknown: int, start: int, hashes: Sequence[str | None]
-    ) -> int | None:
-        """If ``endpoint`` lacks ``unknown`` because it is below its history (not because it
-        is not finalized yet), return the first number it listed after it (0: none listed)."""
-        for offset in range(unknown - start + 1, len(hashes)):
-            if hashes[offset] is not None:
-                return start + offset  # it has later blocks: this one was pruned
-        head = self._ranking[endpoint].head_number
-        if head is not None and head - unknown > self.config.lag_quarantine_blocks:
-            # It finalized far past it, yet cannot list it. (A few blocks short is more likely
-            # a load balancer whose backends lag each other a little: that is "not yet".)
-            return 0
-        return None
-
-    def _note_unavailable(self, endpoint: str, number: int, first_listed: int, now: float) -> None:
-        """Say (once per endpoint) that block ``number`` is below ``endpoint``'s history; when no
-        endpoint has it, the feed is blocked on it (retrying with backoff meanwhile)."""
-        lacking = self._lacking.setdefault(number, set())
-        if endpoint in lacking:
-            return
-        lacking.add(endpoint)
-        first = f" (the first block it lists is #{first_listed})" if first_listed else ""
-        reason = (
-            f"block #{number} is not available from {endpoint}{first}: it is below that "
-            "node's history (a pruned node, or a start before the chain's first block); "
-            "retrying with backoff in case an endpoint that keeps it (an archive node) answers"
-        )
-        if lacking >= set(self._ranking.labels):
-            self._blocked = reason
-        self._emit(FeedEvent(kind="unavailable", at=now, reason=reason, endpoint=endpoint,
-                             details={"number": number, "first_listed": first_listed or None}))
-
-    def _check_lag(self, endpoint: str, number: int, now: float) -> None:
-        """Bench an endpoint whose head is far behind the chain already verified."""
-        last = self._merge.last
-        if last is None or len(self._ranking.labels) < 2:
-            return
-        lag = last[0] - number
-        if lag > self.config.lag_quarantine_blocks:
-            self._quarantine(
-                endpoint, f"finalized head #{number} is {lag} blocks behind #{last[0]}", now
-            )
+        return check
 
     def _check_stall(self, now: float) -> None:
         """HTTP just confirmed the head; flag a stall if nothing new came for too long."""
