@@ -46,6 +46,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from blockfeed.codec import block_hash
 from blockfeed.core.actions import (
@@ -64,7 +65,19 @@ from blockfeed.core.deadline import BlockClock
 from blockfeed.core.merge import Candidate, Merge, OfferOutcome, Rejection
 from blockfeed.core.modes import ModeMachine
 from blockfeed.core.ranking import Ranking
-from blockfeed.types import Block, FeedEvent, Header, Mode, Source
+from blockfeed.types import (
+    Block,
+    BlockTimeChanged,
+    Diverged,
+    EndpointQuarantined,
+    FeedEvent,
+    Header,
+    Mode,
+    Reconnect,
+    Source,
+    Unavailable,
+    VerificationFailed,
+)
 
 
 class SocketState(enum.Enum):
@@ -302,7 +315,7 @@ class Follower:
         self._chain_checks: dict[str, CheckChain] = {}
         self._chain_check_after: dict[str, float] = {}
         self._contradictions: dict[str, dict[str, object]] = {}
-        self._diverged: FeedEvent | None = None
+        self._diverged: Diverged | None = None
 
         # outputs and counters
         self._out_blocks: list[Block] = []
@@ -391,7 +404,7 @@ class Follower:
         return self._clock.prior_s
 
     @property
-    def diverged(self) -> FeedEvent | None:
+    def diverged(self) -> Diverged | None:
         """The ``chain_diverged`` event once every endpoint proved to serve another chain than
         the one delivered; None otherwise. Nothing more can be delivered on this chain."""
         return self._diverged
@@ -640,7 +653,7 @@ class Follower:
             return
         del self._chain_checks[ep]
         self._http_success(ep, None, now)
-        verdict: dict[str, object] | None = None
+        verdict: dict[str, Any] | None = None
         for number in sorted(listed):
             theirs = listed[number]
             ours = self._identity.get(number) or self._known_hash(number)
@@ -667,8 +680,8 @@ class Follower:
                 f"the followed chain has {verdict['delivered_hash']}, and no endpoint agrees with "
                 "the delivered chain; nothing more is delivered on it"
             )
-            event = FeedEvent(kind="chain_diverged", at=now, reason=reason, endpoint=ep,
-                              details={k: v for k, v in verdict.items() if k != "endpoint"})
+            event = Diverged(at=now, reason=reason, endpoint=ep,
+                             **{k: v for k, v in verdict.items() if k != "endpoint"})
             self._diverged = event
             self._blocked = reason
             self._emit(event)
@@ -865,9 +878,9 @@ class Follower:
             due = getattr(self, name)
             if due > now:
                 setattr(self, name, now + (due - now) * new / old)
-        self._emit(FeedEvent(
-            kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
-            details={"block_time_s": new, "previous_s": old},
+        self._emit(BlockTimeChanged(
+            at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
+            block_time_s=new, previous_s=old,
         ))
 
     def _known(self) -> tuple[int | None, str | None]:
@@ -1046,9 +1059,9 @@ class Follower:
         if self.connects > 1:
             self.reconnects += 1
             after = f" after: {self._last_socket_failure}" if self._last_socket_failure else ""
-            self._emit(FeedEvent(
-                kind="reconnect", at=now, reason=f"socket attempt {self._attempt}{after}",
-                endpoint=ep, details={"attempt": self._attempt},
+            self._emit(Reconnect(
+                at=now, reason=f"socket attempt {self._attempt}{after}",
+                endpoint=ep, attempt=self._attempt,
             ))
         self._out_actions.append(Connect(ep, self._attempt))
 
@@ -1262,7 +1275,7 @@ class Follower:
             claims = self._suspects.setdefault(rejection.number, {})
             claims[rejection.endpoint] = rejection.hash
             reason = rejection.reason
-            details: dict[str, object] = {"number": rejection.number, "hash": rejection.hash,
+            details: dict[str, Any] = {"number": rejection.number, "hash": rejection.hash,
                                           "source": str(rejection.source)}
             anchor = self._anchor
             if (anchor is not None and self._merge.delivered_count == 0
@@ -1276,9 +1289,8 @@ class Follower:
                 details["endpoints_disagreeing"] = sorted(claims)
                 if set(claims) >= set(self._ranking.labels):
                     self._blocked = f"{reason} (and so does every configured endpoint)"
-            self._emit(FeedEvent(
-                kind="verification_failed", at=now, reason=reason,
-                endpoint=rejection.endpoint, details=details,
+            self._emit(VerificationFailed(
+                at=now, reason=reason, endpoint=rejection.endpoint, **details,
             ))
             delivered = self._merge.delivered_hash(rejection.number)
             if delivered is not None:
@@ -1365,18 +1377,17 @@ class Follower:
                 del self._suspects[number]
 
     def _lie(self, endpoint: str, reason: str, now: float) -> None:
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=reason,
-                             endpoint=endpoint))
+        self._emit(VerificationFailed(at=now, reason=reason, endpoint=endpoint))
         self._quarantine(endpoint, reason, now)
 
     def _quarantine(self, endpoint: str, reason: str, now: float) -> None:
         self._merge.discard_votes(endpoint)
         until = now + self.config.quarantine_s
         if self._ranking.quarantine(endpoint, until, reason, now=now):
-            self._emit(FeedEvent(
-                kind="endpoint_quarantined", at=now, reason=reason, endpoint=endpoint,
-                details={"for_s": self.config.quarantine_s,
-                         "others_usable": self._ranking.usable_count(now)},
+            self._emit(EndpointQuarantined(
+                at=now, reason=reason, endpoint=endpoint,
+                for_s=self.config.quarantine_s,
+                others_usable=self._ranking.usable_count(now),
             ))
 
     def _update_start_quorum(self, now: float) -> None:
@@ -1410,8 +1421,7 @@ class Follower:
             f"endpoints disagree on start block #{number} ({listing}); nothing is delivered "
             "until enough of them agree"
         )
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=self._blocked,
-                             details={"number": number, "votes": votes}))
+        self._emit(VerificationFailed(at=now, reason=self._blocked, number=number, votes=votes))
 
     def _below_history(
         self, endpoint: str, unknown: int, start: int, hashes: Sequence[str | None]
@@ -1443,8 +1453,8 @@ class Follower:
         )
         if lacking >= set(self._ranking.labels):
             self._blocked = reason
-        self._emit(FeedEvent(kind="unavailable", at=now, reason=reason, endpoint=endpoint,
-                             details={"number": number, "first_listed": first_listed or None}))
+        self._emit(Unavailable(at=now, reason=reason, endpoint=endpoint,
+                               number=number, first_listed=first_listed or None))
 
     def _check_lag(self, endpoint: str, number: int, now: float) -> None:
         """Bench an endpoint whose head is far behind the chain already verified."""
