@@ -21,7 +21,7 @@ blockfeed at run time (``Mode`` is imported lazily), so every layer may use it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -94,24 +94,60 @@ class FeedEvent:
         event_type = _BY_KIND.get(kind) if isinstance(kind, str) else None
         if event_type is None:
             raise ValueError(f"unknown event kind {kind!r}; known: {', '.join(sorted(_BY_KIND))}")
-        details = data.get("details") or {}
+        details = data.get("details")
+        if details is None:
+            details = {}
         if not isinstance(details, Mapping):
             raise ValueError(f"{kind} event: details must be an object")
-        allowed = {f.name for f in fields(event_type)} - _BASE_FIELDS
-        unknown = sorted(set(details) - allowed)
+        typed = {f.name: f for f in fields(event_type)}
+        unknown = sorted(set(details) - (set(typed) - _BASE_FIELDS))
         if unknown:
             raise ValueError(f"{kind} event: unknown details {', '.join(map(str, unknown))}")
+        for name, value in details.items():
+            check = _WIRE_CHECKS.get(str(typed[name].type))
+            if check is not None and not check(value):
+                raise ValueError(f"{kind} event: {name} must be {typed[name].type}, got {value!r}")
+        endpoint = data.get("endpoint")
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise ValueError(f"{kind} event: endpoint must be a string, got {endpoint!r}")
         try:
             modes = event_type._from_wire_modes(data.get("old_mode"), data.get("new_mode"))
             return event_type(
                 at=float(data["at"]),
                 reason=str(data.get("reason") or ""),
-                endpoint=data.get("endpoint"),
+                endpoint=endpoint,
                 **modes,
                 **details,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{kind} event: {exc}") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+def _is_str_map(value: object) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+_WIRE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "int": _is_int,
+    "int | None": lambda v: v is None or _is_int(v),
+    "float": lambda v: _is_int(v) or isinstance(v, float),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "str | None": lambda v: v is None or isinstance(v, str),
+    "tuple[str, ...] | None": lambda v: v is None or _is_str_list(v),
+    "Mapping[str, str] | None": lambda v: v is None or _is_str_map(v),
+}
+"""What a ``details`` value read from JSON may be, by the field's annotation."""
 
 
 def _jsonable(value: Any) -> Any:
