@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from typing import ClassVar
 
 import pytest
 
@@ -194,3 +195,17 @@ def test_chain_diverged_error_carries_the_typed_event() -> None:
     event = next(e for e in SAMPLES if isinstance(e, Diverged))
     error = ChainDiverged(event.reason, endpoint=event.endpoint, event=event)
     assert error.event is event and error.event.their_hash == H2
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _AppEvent(FeedEvent):
+    kind: ClassVar[str] = "app_paused"
+    why: str
+
+
+def test_an_application_event_serialises_but_is_not_read_back() -> None:
+    """A user's own subclass gets the same JSON form; from_dict names it as unknown."""
+    wire = _AppEvent(at=1.0, reason="maintenance", why="upgrade").to_dict()
+    assert wire["kind"] == "app_paused" and wire["details"] == {"why": "upgrade"}
+    with pytest.raises(ValueError, match="unknown event kind 'app_paused'"):
+        FeedEvent.from_dict(wire)

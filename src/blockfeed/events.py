@@ -38,7 +38,11 @@ _BASE_FIELDS = frozenset({"at", "reason", "endpoint"})
 class FeedEvent:
     """Something a person or an alert should know about; the base of every event kind.
 
-    Subclasses name their ``kind`` and add typed fields; see :data:`EVENT_TYPES`.
+    Subclasses name their ``kind`` and add typed fields (the library's own are listed in
+    :data:`EVENT_TYPES`). A frozen, keyword-only subclass of your own with a new ``kind`` can
+    go through ``BlockFeed.emit_event``; ``to_dict`` works for it, ``from_dict`` does not know
+    it. The 0.2 ``details`` dict is gone from the Python API: read the fields; the JSON form
+    still has a ``details`` object, built from them.
     """
 
     kind: ClassVar[str] = ""
