@@ -11,7 +11,7 @@ sentence for people) and ``endpoint`` (always redacted, None when no single endp
 concerned). ``kind`` is a class-level string (``"mode_changed"``, ...) for logs, filters and
 JSON; it is not a constructor argument.
 
-:meth:`FeedEvent.to_dict` is the one wire form (SSE, ``/status``, alert webhooks, Redis):
+:meth:`FeedEvent.to_dict` is the one wire form (SSE, ``/status``, alert webhooks):
 ``kind``, ``at``, ``reason``, ``old_mode``, ``new_mode``, ``endpoint`` and a ``details`` object
 built from the typed fields. :meth:`FeedEvent.from_dict` reads it back.
 
@@ -63,7 +63,7 @@ class FeedEvent:
         """The kind's own fields as a JSON-ready dict (the wire's ``details`` object)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in _BASE_FIELDS or f.name in self._MODE_FIELDS:
+            if f.name in _not_details(type(self)):
                 continue
             value = getattr(self, f.name)
             if f.metadata.get("optional") and value == f.default:
@@ -72,7 +72,7 @@ class FeedEvent:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The one JSON form of an event (SSE, ``/status``, alert webhooks, Redis)."""
+        """The one JSON form of an event (SSE, ``/status``, alert webhooks)."""
         old, new = self.wire_modes()
         return {
             "kind": self.kind,
@@ -104,7 +104,7 @@ class FeedEvent:
         if not isinstance(details, Mapping):
             raise ValueError(f"{kind} event: details must be an object")
         typed = {f.name: f for f in fields(event_type)}
-        unknown = sorted(set(details) - (set(typed) - _BASE_FIELDS))
+        unknown = sorted((set(details) - set(typed)) | (set(details) & _not_details(event_type)))
         if unknown:
             raise ValueError(f"{kind} event: unknown details {', '.join(map(str, unknown))}")
         for name, value in details.items():
@@ -125,6 +125,11 @@ class FeedEvent:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{kind} event: {exc}") from None
+
+
+def _not_details(event_type: type[FeedEvent]) -> set[str]:
+    """Fields that never travel in ``details`` (base fields, modes)."""
+    return set(_BASE_FIELDS) | set(event_type._MODE_FIELDS)
 
 
 def _is_int(value: object) -> bool:
