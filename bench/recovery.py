@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blockfeed import BlockFeed
 from blockfeed.codec import block_hash
 from blockfeed.core import FollowerConfig
-from blockfeed.types import Block
+from blockfeed.types import Block, FeedEvent, Mode, ModeChanged
 from common import (
     WAIT_S,
     BareSubscriber,
@@ -181,8 +181,8 @@ class BlockfeedClient:
         """Monotonic times the feed entered streaming (the socket restored)."""
         self._feed.add_event_hook(self._on_event)
 
-    def _on_event(self, event: Any) -> None:
-        if event.kind == "mode_changed" and str(event.new_mode) == "streaming":
+    def _on_event(self, event: FeedEvent) -> None:
+        if isinstance(event, ModeChanged) and event.new_mode is Mode.STREAMING:
             self.streaming_at.append(time.monotonic())
 
     @property

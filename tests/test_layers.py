@@ -19,7 +19,7 @@ LEAVES = {"types", "errors", "defaults", "events", "util", "codec"}
 
 ALLOWED: dict[str, set[str]] = {
     "defaults": set(),
-    "errors": set(),
+    "errors": {"events"},  # ChainDiverged carries its event
     "util": {"errors"},
     "events": {"types", "defaults"},
     "types": {"events", "contents", "defaults"},  # contents: one lazy import to render JSON

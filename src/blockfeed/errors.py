@@ -22,6 +22,11 @@ Errors raised by third-party libraries are translated once, at the layer boundar
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from blockfeed.events import Diverged
+
 
 class BlockfeedError(Exception):
     """Base class of every error blockfeed raises on purpose."""
@@ -81,15 +86,16 @@ class VerificationError(BlockfeedError):
 class ChainDiverged(BlockfeedError):
     """Every endpoint proved to serve another chain than the one delivered (F13).
 
-    ``details``: ``number``, ``delivered_hash``, ``their_hash``, ``what``; ``endpoint`` is
-    the (redacted) endpoint that answered last. The message starts with ``CHAIN DIVERGED``.
+    ``event`` is the :class:`~blockfeed.events.Diverged` event (``number``,
+    ``delivered_hash``, ``their_hash``, ``what``); ``endpoint`` is the (redacted) endpoint that
+    answered last. The message starts with ``CHAIN DIVERGED``.
     """
 
     def __init__(self, message: str, *, endpoint: str | None = None,
-                 details: dict[str, object] | None = None) -> None:
+                 event: Diverged | None = None) -> None:
         super().__init__(message)
         self.endpoint = endpoint
-        self.details = dict(details or {})
+        self.event = event
 
 
 class StoreError(BlockfeedError):

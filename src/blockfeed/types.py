@@ -1,4 +1,4 @@
-"""Plain data types shared by every layer: headers, blocks, modes, events.
+"""Plain data types shared by every layer: headers, blocks, modes, events (from ``events``).
 
 All are frozen dataclasses or enums so they can be handed to any subscriber or hook safely.
 """
@@ -8,6 +8,45 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+# Events live in their own module (one class per kind); re-exported here, where they always were.
+from blockfeed.events import (
+    EVENT_TYPES,
+    BlockTimeChanged,
+    Diverged,
+    EndpointQuarantined,
+    FeedEvent,
+    FinalityResumed,
+    FinalityStalled,
+    ModeChanged,
+    Reconnect,
+    RuntimeUpgraded,
+    SinkWrongChain,
+    TriggerFailed,
+    Unavailable,
+    VerificationFailed,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "Block",
+    "BlockTimeChanged",
+    "Diverged",
+    "EndpointQuarantined",
+    "FeedEvent",
+    "FinalityResumed",
+    "FinalityStalled",
+    "Header",
+    "Mode",
+    "ModeChanged",
+    "Reconnect",
+    "RuntimeUpgraded",
+    "SinkWrongChain",
+    "Source",
+    "TriggerFailed",
+    "Unavailable",
+    "VerificationFailed",
+]
 
 
 class Source(enum.StrEnum):
@@ -110,33 +149,3 @@ class Block:
             if self.extrinsics is not None:
                 out["extrinsics"] = json_safe(self.extrinsics)
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEvent:
-    """Something a person or an alert should know about (mode change, quarantine, ...).
-
-    ``kind`` is one of: ``mode_changed``, ``disconnected``, ``recovered``, ``finality_stalled``,
-    ``finality_resumed``, ``endpoint_quarantined``, ``reconnect``, ``trigger_failed``,
-    ``verification_failed``, ``unavailable``, ``runtime_upgraded`` (``details``: ``number``,
-    ``hash``, ``from_spec_version``, ``to_spec_version``).
-
-    ``verification_failed``: a header contradicts the verified chain or itself. When it is the
-    block right after a resume checkpoint, ``details`` has ``checkpoint`` (that number) and
-    ``endpoints_disagreeing``; when endpoints list different start blocks, ``details`` has
-    ``votes`` (endpoint -> hash).
-    ``unavailable``: the block the feed needs next is below an endpoint's history (a pruned
-    node, or a start before the chain's first block); ``details``: ``number``, and
-    ``first_listed`` when the endpoint named a later block it has. The feed keeps retrying
-    with backoff (an archive endpoint may answer); ``FeedStatus.error`` says so meanwhile.
-    """
-
-    kind: str
-    at: float
-    """Unix time (seconds) of the event, as delivered by :class:`BlockFeed` hooks."""
-    reason: str
-    old_mode: Mode | None = None
-    new_mode: Mode | None = None
-    endpoint: str | None = None
-    """Always redacted."""
-    details: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,7 @@ from blockfeed.contents import ContentsFetcher, ContentsLevel
 from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.errors import ConfigError, VerificationError
 from blockfeed.rpc import HttpRpc, methods
-from blockfeed.types import Block, FeedEvent, Source
+from blockfeed.types import Block, FeedEvent, RuntimeUpgraded, Source
 
 START = 1_000
 FIRST = START + 1
@@ -92,7 +92,8 @@ async def test_runtime_upgrade_on_demand_is_reported_and_decoded_on_both_sides(
         await rpc.aclose()
     specs = {b.number: b.spec_version for b in fetched}
     assert specs[START + 10] == 218 and specs[START + 11] == 219
-    assert [e.details["number"] for e in events] == [START + 11]
+    assert [e.number for e in events if isinstance(e, RuntimeUpgraded)] == [START + 11]
+    assert len(events) == 1
     assert all(b.events is not None for b in fetched)
     assert node.stats.requests["state_getMetadata"] == 2
 

@@ -19,7 +19,7 @@ from blockfeed import BlockFeed
 from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.epochs import EpochMonitor, EpochSchedule, TriggerContext
 from blockfeed.store import open_store
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import Block, FeedEvent, RuntimeUpgraded, VerificationFailed
 
 START = 5_000
 FIRST = START + 1
@@ -115,8 +115,8 @@ async def test_runtime_upgrade_is_a_feed_event_and_both_sides_decode(node: DevNo
         blocks = await _take(feed, 20)
         recent = [e.kind for e in feed.status().recent_events]
     assert [b.spec_version for b in blocks] == [218] * 10 + [219] * 10
-    upgrades = [e for e in events if e.kind == "runtime_upgraded"]
-    assert [e.details["number"] for e in upgrades] == [FIRST + 10]
+    upgrades = [e for e in events if isinstance(e, RuntimeUpgraded)]
+    assert [e.number for e in upgrades] == [FIRST + 10]
     assert "runtime_upgraded" in recent
     assert all(b.events for b in blocks)
 
@@ -127,11 +127,11 @@ async def test_an_altered_body_is_never_delivered(node: DevNode) -> None:
     node.faults.inject("lie", seconds=WAIT_S, mode="body")
     got, alerts = Collector(), Collector()
     async with _feed(node, "full") as feed:
-        feed.add_event_hook(lambda e: alerts(e) if e.kind == "verification_failed" else None)
+        feed.add_event_hook(lambda e: alerts(e) if isinstance(e, VerificationFailed) else None)
         sub = feed.subscribe(got, name="probe")
         await alerts.wait_for(lambda items: len(items) >= 2, "two rejections of the body")
         assert got.items == []
-        assert all(e.details.get("contents") and e.endpoint for e in alerts.items)
+        assert all(e.contents and e.first is not None and e.endpoint for e in alerts.items)
         node.faults.clear()
         await got.wait_for(lambda items: len(items) >= 5, "blocks after the lie stopped")
         sub.cancel()

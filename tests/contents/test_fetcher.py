@@ -10,7 +10,7 @@ from contents_kit import FixtureNode, expected, fixture_blocks, raw_blocks
 
 from blockfeed.contents import ContentsFetcher, ContentsLevel, MetadataCache, parse_level
 from blockfeed.errors import ConfigError, MalformedFrame, RpcServerError, VerificationError
-from blockfeed.types import FeedEvent
+from blockfeed.types import FeedEvent, RuntimeUpgraded
 
 
 async def test_full_level_fetches_40_blocks_in_one_batch_and_matches_expected() -> None:
@@ -125,8 +125,10 @@ async def test_runtime_upgrade_is_reported_once_and_decoded_with_new_metadata() 
     specs = [b.spec_version for b in first + rest]
     assert specs == [218] * 10 + [219] * 30
     assert [e.kind for e in events] == ["runtime_upgraded"]
-    assert events[0].details == {"number": upgrade_at.number, "hash": upgrade_at.hash,
-                                 "from_spec_version": 218, "to_spec_version": 219}
+    assert events[0] == RuntimeUpgraded(
+        at=events[0].at, reason=events[0].reason, number=upgrade_at.number,
+        hash=upgrade_at.hash, from_spec_version=218, to_spec_version=219,
+    )
     assert node.calls["state_getMetadata"] == 2
     assert all(b.events for b in rest)
 

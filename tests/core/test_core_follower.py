@@ -21,7 +21,7 @@ from blockfeed.core import (
     Subscribe,
 )
 from blockfeed.core.actions import Action
-from blockfeed.types import Block, FeedEvent, Mode, Source
+from blockfeed.types import Block, FeedEvent, Mode, Source, Unavailable, VerificationFailed
 
 START = 500
 CHAIN = make_chain(START, 100)
@@ -531,8 +531,10 @@ def test_start_votes_that_disagree_block_delivery_and_say_so() -> None:
                         [other[n] for n in numbers], 0.07)
     step = h.out()
     assert step.numbers == []
-    conflicts = [e for e in step.events if e.kind == "verification_failed"]
-    assert len(conflicts) == 1 and set(conflicts[0].details["votes"]) == {"a", "b"}
+    conflicts = [e for e in step.events if isinstance(e, VerificationFailed)]
+    assert len(conflicts) == 1 and conflicts[0].votes is not None
+    assert set(conflicts[0].votes) == {"a", "b"}
+    assert f"start block #{conflicts[0].number} " in conflicts[0].reason
     assert h.f.blocked is not None and "disagree on start block" in h.f.blocked
     asked = list(step.of(FetchRange))
     now = 0.07
@@ -595,9 +597,9 @@ def test_start_below_history_is_reported_unavailable_and_retried_with_backoff() 
     fetch = step.of(FetchRange)[0]
     assert (fetch.start, fetch.purpose) == (START + 2, "start")  # type: ignore[attr-defined]
     step = answer_range(h, fetch, 0.06, listed_from=START + 10)  # type: ignore[arg-type]
-    events = [e for e in step.events if e.kind == "unavailable"]
+    events = [e for e in step.events if isinstance(e, Unavailable)]
     assert len(events) == 1 and events[0].endpoint == "a"
-    assert events[0].details == {"number": START + 2, "first_listed": START + 10}
+    assert (events[0].number, events[0].first_listed) == (START + 2, START + 10)
     assert f"#{START + 2}" in events[0].reason and "below" in events[0].reason
     assert h.f.blocked == events[0].reason
     now, gaps = 0.06, []
@@ -621,8 +623,8 @@ def test_far_below_the_head_with_nothing_listed_is_unavailable_too() -> None:
     poll = h.start(0.0).of(Poll)[0]
     fetch = h.head(poll, START + 90, 0.05).of(FetchRange)[0]  # type: ignore[arg-type]
     step = answer_range(h, fetch, 0.06, listed_from=10**9)  # type: ignore[arg-type]
-    events = [e for e in step.events if e.kind == "unavailable"]
-    assert len(events) == 1 and events[0].details["first_listed"] is None
+    events = [e for e in step.events if isinstance(e, Unavailable)]
+    assert len(events) == 1 and events[0].first_listed is None
 
 
 def test_not_yet_finalized_numbers_are_not_unavailable() -> None:
@@ -650,7 +652,8 @@ def test_checkpoint_from_another_history_is_named_and_blocks() -> None:
                         [other[n] for n in numbers], 0.06)
     step = h.out()
     assert step.numbers == []
-    mismatch = [e for e in step.events if e.details.get("checkpoint") == START]
+    mismatch = [e for e in step.events
+                if isinstance(e, VerificationFailed) and e.checkpoint == START]
     assert mismatch and "does not extend the checkpoint" in mismatch[0].reason
-    assert mismatch[0].details["endpoints_disagreeing"] == ["a"]
+    assert mismatch[0].endpoints_disagreeing == ("a",) and mismatch[0].against_checkpoint
     assert h.f.blocked is not None and "every configured endpoint" in h.f.blocked

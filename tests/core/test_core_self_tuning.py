@@ -8,7 +8,7 @@ from test_core_follower import HASH, START, Harness, streaming_harness
 
 from blockfeed.codec import block_hash
 from blockfeed.core import CheckChain, Connect, FetchRange, Poll, Probe, Subscribe
-from blockfeed.types import Mode
+from blockfeed.types import BlockTimeChanged, Diverged, Mode
 
 OTHER = make_chain(START - 50, 200, seed=99)
 """Another chain over the same numbers (a dev chain restarted from scratch)."""
@@ -22,8 +22,9 @@ def test_learns_a_faster_chain_than_the_hint_and_says_so() -> None:
         events += h.ws(number, 0.02 + 0.5 * (i + 1)).events
     assert h.f.block_interval_s == pytest.approx(0.5)
     assert h.f.deadline_s == pytest.approx(0.75)
-    changes = [e for e in events if e.kind == "block_time"]
-    assert len(changes) == 1 and changes[0].details["previous_s"] == 12.0
+    changes = [e for e in events if isinstance(e, BlockTimeChanged)]
+    assert len(changes) == 1 and changes[0].previous_s == 12.0
+    assert changes[0].block_time_s == pytest.approx(0.5)
     assert "was 12s" in changes[0].reason
 
 
@@ -171,9 +172,9 @@ def test_another_chain_on_the_only_endpoint_raises_chain_diverged_once() -> None
     h.f.on_chain_check(checks[0], {0: "0x" + "22" * 32, 1: None,
                                    START + 1: block_hash(OTHER[START + 1])}, 0.6)
     events = h.out().events
-    diverged = [e for e in events if e.kind == "chain_diverged"]
+    diverged = [e for e in events if isinstance(e, Diverged)]
     assert len(diverged) == 1 and diverged[0].reason.startswith("CHAIN DIVERGED")
-    assert diverged[0].details["their_hash"] == "0x" + "22" * 32
+    assert diverged[0].their_hash == "0x" + "22" * 32 and diverged[0].number == 0
     assert h.f.diverged is diverged[0] and h.f.blocked is not None
     assert _diverge(h, 0.7) == []  # no check storm: at most one per two deadlines
 

@@ -217,9 +217,9 @@ def test_checkpoint_not_extended_by_any_endpoint_blocks() -> None:
     rig.v.on_rejection(rejection(START + 1, "a"), 1.0)
     event = rig.events[-1]
     assert "does not extend the checkpoint" in event.reason
-    assert event.details["endpoints_disagreeing"] == ["a"] and rig.v.blocked is None
+    assert event.endpoints_disagreeing == ("a",) and rig.v.blocked is None
     rig.v.on_rejection(rejection(START + 1, "b"), 1.1)
-    assert rig.events[-1].details["endpoints_disagreeing"] == ["a", "b"]
+    assert rig.events[-1].endpoints_disagreeing == ("a", "b")
     assert rig.v.blocked is not None and "every configured endpoint" in rig.v.blocked
     rig.deliver(START + 1)
     assert rig.v.blocked is None
@@ -298,7 +298,7 @@ def test_unavailable_block_is_told_from_not_yet(head: int, hashes: list[str | No
     events = list(rig.events)
     assert [e.kind for e in events] == kinds
     if first_listed is not None:
-        assert events[0].details["first_listed"] == (first_listed or None)
+        assert events[0].first_listed == (first_listed or None)
         assert rig.v.lacking(START + 1) == {"a"}
     else:
         assert rig.ranking["a"].head_number == head and rig.v.lacking(START + 1) == set()

@@ -13,7 +13,7 @@ import pytest
 from blockfeed.epochs import EpochMonitor, EpochSchedule, EpochSpan, TriggerContext
 from blockfeed.errors import ConfigError, RpcTransportError
 from blockfeed.store import MEMORY, CheckpointStore, open_store
-from blockfeed.types import Block, FeedEvent, Source
+from blockfeed.types import Block, FeedEvent, Source, TriggerFailed
 
 BLOCK_TIME_S = 12.0
 T0 = 1_700_000_000.0
@@ -270,7 +270,10 @@ async def test_failing_handler_retries_then_records_failure() -> None:
     assert (record.epoch, record.attempts) == (1, 3)
     assert "boom" in record.detail
     assert [e.kind for e in events] == ["trigger_failed", "trigger_failed"]
-    assert events[0].details["name"] == "bad" and events[0].details["attempts"] == 3
+    first = events[0]
+    assert isinstance(first, TriggerFailed) and (first.name, first.attempts) == ("bad", 3)
+    assert (first.epoch, first.block_number, first.late) == (0, 7, False)
+    assert "boom" in first.error
     assert monitor.failed == 2 and monitor.fired == 2
 
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 from feedkit import Collector, assert_sound, feed_options, node_config, running
 
-from blockfeed import BlockFeed
+from blockfeed import BlockFeed, Unavailable
 from blockfeed.devnode import DevNode
 
 
@@ -32,7 +32,7 @@ async def test_start_below_history_is_unavailable_visible_and_retried(
             asked = node.stats.requests["chain_getBlockHash"] - asked_before
             status = feed.status()
     event = seen.events_of("unavailable")[0][1]
-    assert event.details["number"] == first_real - 5_000
+    assert isinstance(event, Unavailable) and event.number == first_real - 5_000
     assert event.endpoint == feed.endpoints[0]
     assert error is not None and f"block #{first_real - 5_000} is not available" in error
     assert status.error == error and seen.seen == []

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from blockfeed import Block, FeedEvent, Mode, Source, SubscriberLagged
+from blockfeed import Block, Mode, ModeChanged, Source, SubscriberLagged
 from blockfeed.feed.logs import FeedLog
 from blockfeed.feed.subscribers import FeedSubscription
 
@@ -122,10 +122,10 @@ def test_mode_change_lines_carry_the_reason(caplog: pytest.LogCaptureFixture) ->
     """Entering polling and coming back are logged with their reasons."""
     caplog.set_level("INFO", logger="blockfeed")
     log = FeedLog(epoch_length=360, emoji=False)
-    log.event(FeedEvent(kind="mode_changed", at=0.0, reason="socket closed: code 1006",
-                        old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
-    log.event(FeedEvent(kind="mode_changed", at=1.0, reason="restored", old_mode=Mode.POLLING,
-                        new_mode=Mode.STREAMING))
+    log.event(ModeChanged(at=0.0, reason="socket closed: code 1006",
+                          old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
+    log.event(ModeChanged(at=1.0, reason="restored", old_mode=Mode.POLLING,
+                          new_mode=Mode.STREAMING))
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0] == "ENTERING POLLING FALLBACK MODE | socket closed: code 1006"
     assert messages[1].startswith("EXITING POLLING FALLBACK MODE | polling for ")

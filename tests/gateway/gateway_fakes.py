@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 
-from blockfeed.types import Block, FeedEvent, Mode, Source
+from blockfeed.types import Block, FeedEvent, Mode, ModeChanged, Source
 
 
 def fake_hash(number: int) -> str:
@@ -183,8 +183,7 @@ class FakeFeed:
 
     def set_mode(self, mode: Mode, reason: str = "test") -> None:
         old, self.mode = self.mode, mode
-        self.emit(FeedEvent(kind="mode_changed", at=self.clock(), reason=reason,
-                            old_mode=old, new_mode=mode))
+        self.emit(ModeChanged(at=self.clock(), reason=reason, old_mode=old, new_mode=mode))
 
 
 @contextlib.asynccontextmanager

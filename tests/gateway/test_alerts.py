@@ -17,7 +17,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from blockfeed.gateway.alerts import AlertDispatcher, alert_kind, describe, parse_webhook
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import (
+    EndpointQuarantined,
+    FeedEvent,
+    FinalityResumed,
+    FinalityStalled,
+    Mode,
+    ModeChanged,
+    Reconnect,
+    SinkWrongChain,
+    TriggerFailed,
+)
 
 WAIT_S = 20.0
 KEY = "K3yK3yK3yK3yK3yK3yK3yK3yK3yK3y99"
@@ -64,9 +74,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 def mode_event(new: Mode = Mode.POLLING, reason: str = "socket silent for 18 s") -> FeedEvent:
-    return FeedEvent(kind="mode_changed", at=1_700_000_000.0, reason=reason,
-                     old_mode=Mode.STREAMING, new_mode=new,
-                     endpoint=f"wss://node.example/ws/{KEY}")
+    return ModeChanged(at=1_700_000_000.0, reason=reason, old_mode=Mode.STREAMING, new_mode=new,
+                       endpoint=f"wss://node.example/ws/{KEY}")
 
 
 async def no_sleep(_: float) -> None:
@@ -91,7 +100,7 @@ def test_describe_sentences() -> None:
     expected = "⚠️ blockfeed [finney]: mode streaming → polling (socket silent for 18 s)"
     assert text.startswith(expected)
     assert text.endswith("UTC")
-    stalled = FeedEvent(kind="finality_stalled", at=0.0, reason="no finality for 72 s")
+    stalled = FinalityStalled(at=0.0, reason="no finality for 72 s")
     assert "finality stalled (no finality for 72 s)" in describe(stalled, "test")
 
 
@@ -116,10 +125,10 @@ async def test_non_alert_kinds_are_ignored(receiver: tuple[Receiver, str]) -> No
     """Events that are not alert kinds (reconnect, finality_resumed) send nothing."""
     rec, url = receiver
     async with AlertDispatcher([url + "/h"], network="finney") as alerts:
-        alerts.on_event(FeedEvent(kind="reconnect", at=0.0, reason="x"))
-        alerts.on_event(FeedEvent(kind="finality_resumed", at=0.0, reason="x"))
-        alerts.on_event(FeedEvent(kind="mode_changed", at=0.0, reason="socket back",
-                                  old_mode=Mode.POLLING, new_mode=Mode.STREAMING))
+        alerts.on_event(Reconnect(at=0.0, reason="x", attempt=1))
+        alerts.on_event(FinalityResumed(at=0.0, reason="x"))
+        alerts.on_event(ModeChanged(at=0.0, reason="socket back",
+                                    old_mode=Mode.POLLING, new_mode=Mode.STREAMING))
         await rec.wait_for(1)
         await asyncio.wait_for(alerts.wait_idle(), WAIT_S)
     assert [body["kind"] for _, body in rec.bodies] == ["recovered"]
@@ -135,7 +144,7 @@ async def test_rate_limit_per_kind(receiver: tuple[Receiver, str]) -> None:
         alerts.on_event(mode_event(Mode.POLLING, "again"))  # suppressed (same kind, 0 s later)
         clock.now += 30
         alerts.on_event(mode_event(Mode.POLLING, "and again"))  # suppressed
-        alerts.on_event(FeedEvent(kind="finality_stalled", at=0.0, reason="x"))  # other kind
+        alerts.on_event(FinalityStalled(at=0.0, reason="x"))  # other kind
         await rec.wait_for(2)
         clock.now += 31  # 61 s after the first one
         alerts.on_event(mode_event(Mode.POLLING, "flap"))
@@ -150,15 +159,17 @@ async def test_rate_limit_per_kind(receiver: tuple[Receiver, str]) -> None:
 def test_alert_kinds_from_mode_changes() -> None:
     """Entering disconnected and returning to streaming get their own kinds; startup is quiet."""
     def change(old: Mode, new: Mode) -> FeedEvent:
-        return FeedEvent(kind="mode_changed", at=0.0, reason="r", old_mode=old, new_mode=new)
+        return ModeChanged(at=0.0, reason="r", old_mode=old, new_mode=new)
 
     assert alert_kind(change(Mode.STREAMING, Mode.DISCONNECTED)) == "disconnected"
     assert alert_kind(change(Mode.STARTING, Mode.DISCONNECTED)) == "disconnected"
     assert alert_kind(change(Mode.POLLING, Mode.STREAMING)) == "recovered"
     assert alert_kind(change(Mode.STREAMING, Mode.POLLING)) == "mode_changed"
     assert alert_kind(change(Mode.STARTING, Mode.STREAMING)) is None
-    assert alert_kind(FeedEvent(kind="reconnect", at=0.0, reason="r")) is None
-    assert alert_kind(FeedEvent(kind="trigger_failed", at=0.0, reason="r")) == "trigger_failed"
+    assert alert_kind(Reconnect(at=0.0, reason="r", attempt=2)) is None
+    failed = TriggerFailed(at=0.0, reason="r", name="t", epoch=1, block_number=360, late=False,
+                           attempts=3, error="boom")
+    assert alert_kind(failed) == "trigger_failed"
 
 
 async def test_retry_with_backoff_then_success(receiver: tuple[Receiver, str]) -> None:
@@ -190,7 +201,8 @@ async def test_gives_up_after_retries_and_on_4xx(receiver: tuple[Receiver, str])
                                min_interval_s=0.0) as alerts:
         alerts.on_event(mode_event())
         await rec.wait_for(3)
-        alerts.on_event(FeedEvent(kind="disconnected", at=0.0, reason="x"))
+        alerts.on_event(ModeChanged(at=0.0, reason="x", old_mode=Mode.POLLING,
+                                    new_mode=Mode.DISCONNECTED))
         await rec.wait_for(4)
         await asyncio.wait_for(alerts.wait_idle(), WAIT_S)
     assert alerts.counts[("mode_changed", "failed")] == 1
@@ -232,25 +244,33 @@ async def test_secrets_never_in_payloads_or_logs(
     rec.statuses = [500]
     hook = f"{url}/hooks/{HOOK_TOKEN}"
     endpoint = f"wss://node.example/ws/{KEY}"
-    event = FeedEvent(
-        kind="endpoint_quarantined", at=0.0,
-        reason=f"parent hash mismatch from {endpoint}",
-        endpoint=endpoint,
-        details={"url": endpoint, "webhook": hook, "nested": [f"https://x.example/?k={KEY}"]},
+    event = EndpointQuarantined(
+        at=0.0, reason=f"parent hash mismatch from {endpoint}", endpoint=endpoint,
+        for_s=300.0, others_usable=1,
+    )
+    # A sink's event carries URLs in its details (stream, redis): masked there too.
+    wrong_chain = SinkWrongChain(
+        at=0.0, reason=f"stream of another chain at {hook}", stream=f"via {hook}",
+        stream_genesis="0x" + "11" * 32, genesis="0x" + "22" * 32,
+        redis=f"redis://u:{KEY}@x.example:6379/0",
     )
     async with AlertDispatcher([hook, f"slack+{hook}"], network="finney", secrets=[endpoint],
                                sleep=no_sleep) as alerts:
         alerts.on_event(event)
-        await rec.wait_for(3)
+        alerts.on_event(wrong_chain)
+        await rec.wait_for(5)
         await asyncio.wait_for(alerts.wait_idle(), WAIT_S)
     everything = json.dumps([body for _, body in rec.bodies]) + caplog.text
     assert KEY not in everything
     assert HOOK_TOKEN not in everything
     assert "node.example" in everything  # the host is kept so people can tell endpoints apart
     assert alerts.counts[("endpoint_quarantined", "sent")] == 2
-    generic = next(body for _, body in rec.bodies if "kind" in body)
+    generic = next(body for _, body in rec.bodies if body.get("kind") == "endpoint_quarantined")
     assert generic["endpoint"] == "wss://node.example/***"
-    assert generic["details"]["url"] == "wss://node.example/***"
+    assert generic["details"] == {"for_s": 300.0, "others_usable": 1}
+    sink = next(body for _, body in rec.bodies if body.get("kind") == "sink_wrong_chain")
+    assert sink["details"]["redis"].startswith("redis://")
+    assert "x.example" in sink["details"]["redis"]
 
 
 async def test_full_queue_drops_without_blocking() -> None:
@@ -268,8 +288,8 @@ async def test_full_queue_drops_without_blocking() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         for i in range(50):
-            alerts.on_event(FeedEvent(kind="mode_changed", at=0.0, reason=f"flap {i}",
-                                      new_mode=Mode.POLLING))
+            alerts.on_event(ModeChanged(at=0.0, reason=f"flap {i}", old_mode=Mode.STREAMING,
+                                        new_mode=Mode.POLLING))
             await asyncio.sleep(0)
         assert loop.time() - started < 5.0  # never waited on the stuck webhook
         assert alerts.counts[("mode_changed", "dropped")] >= 45

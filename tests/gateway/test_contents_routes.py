@@ -14,7 +14,7 @@ from gateway_fakes import FakeFeed, FakeStore, SseReader, _run_now, make_block, 
 from blockfeed.config import load_settings
 from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.gateway import GatewayOptions, create_app
-from blockfeed.types import Block, FeedEvent, Source
+from blockfeed.types import Block, RuntimeUpgraded, Source
 
 WAIT_S = 20.0
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "subtensor"
@@ -164,10 +164,10 @@ async def test_runtime_upgrade_in_status_and_metrics() -> None:
         feed.emit_block(4000)
         before = (await http.get(f"{url}/status")).json()
         feed.spec_version = 219
-        feed.emit(FeedEvent(kind="runtime_upgraded", at=feed.clock(),
-                            reason="runtime upgraded at #4001: spec version 218 -> 219",
-                            details={"number": 4001, "from_spec_version": 218,
-                                     "to_spec_version": 219}))
+        feed.emit(RuntimeUpgraded(at=feed.clock(),
+                                  reason="runtime upgraded at #4001: spec version 218 -> 219",
+                                  number=4001, hash="0x" + "ab" * 32, from_spec_version=218,
+                                  to_spec_version=219))
         feed.emit_block(4001)
         after = (await http.get(f"{url}/status")).json()
         metrics = (await http.get(f"{url}/metrics")).text

@@ -34,7 +34,7 @@ from blockfeed.gateway.limits import (
     install_accept_error_throttle,
 )
 from blockfeed.gateway.protocol import MAX_HEAD_BYTES, MAX_HEADERS
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FeedEvent, Mode, ModeChanged
 
 WAIT_S = 20.0
 
@@ -393,10 +393,10 @@ class Healthy:
 
 def _events() -> list[FeedEvent]:
     return [
-        FeedEvent(kind="mode_changed", at=1.0, reason="socket closed",
-                  old_mode=Mode.STREAMING, new_mode=Mode.DISCONNECTED),
-        FeedEvent(kind="mode_changed", at=2.0, reason="restored",
-                  old_mode=Mode.POLLING, new_mode=Mode.STREAMING),
+        ModeChanged(at=1.0, reason="socket closed",
+                    old_mode=Mode.STREAMING, new_mode=Mode.DISCONNECTED),
+        ModeChanged(at=2.0, reason="restored",
+                    old_mode=Mode.POLLING, new_mode=Mode.STREAMING),
     ]
 
 

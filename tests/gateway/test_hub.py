@@ -10,7 +10,7 @@ from gateway_fakes import FakeStore, make_block
 from blockfeed.errors import StoreError
 from blockfeed.gateway.hub import EVENT_FRAME, KEEPALIVE_FRAME, HubFull, SseHub, encode_block
 from blockfeed.gateway.window import BlockWindow, WindowUnavailable
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FinalityStalled, Mode, ModeChanged, Reconnect
 
 
 def test_block_frame_format() -> None:
@@ -84,15 +84,18 @@ async def test_dropped_client_wakes_up_empty() -> None:
 
 
 async def test_mode_events_are_unnumbered_frames() -> None:
-    """Feed events fan out as `mode` (with a new mode) or `feed` frames, marked as non-blocks."""
+    """Feed events fan out as `mode` (those carrying a mode) or `feed` frames, marked as
+    non-blocks."""
     hub = SseHub(epoch_length=360)
     client = hub.register()
-    hub.publish_event(FeedEvent(kind="mode_changed", at=1.0, reason="r",
-                                old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
-    hub.publish_event(FeedEvent(kind="reconnect", at=2.0, reason="r"))
+    hub.publish_event(ModeChanged(at=1.0, reason="r",
+                                  old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
+    hub.publish_event(Reconnect(at=2.0, reason="r", attempt=1))
+    hub.publish_event(FinalityStalled(at=3.0, reason="r", mode=Mode.POLLING))
     batch = await asyncio.wait_for(client.next_batch(), 5.0)
-    assert [n for n, _ in batch] == [EVENT_FRAME, EVENT_FRAME]
+    assert [n for n, _ in batch] == [EVENT_FRAME] * 3
     assert batch[0][1].startswith(b"event: mode\n") and batch[1][1].startswith(b"event: feed\n")
+    assert batch[2][1].startswith(b"event: mode\n")
 
 
 def test_max_clients() -> None:

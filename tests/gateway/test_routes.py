@@ -9,7 +9,7 @@ import pytest
 from gateway_fakes import FakeFeed, FakeStore
 
 from blockfeed.gateway import GatewayOptions, create_app
-from blockfeed.types import FeedEvent, Mode, Source
+from blockfeed.types import Mode, SinkWrongChain, Source
 
 TOKEN = "s3cret-admin-token-value"
 KEY = "abcdefghijklmnopqrstuvwxyz123456"
@@ -122,9 +122,9 @@ async def test_status_document(client: httpx.AsyncClient, feed: FakeFeed, clock:
 
 async def test_status_redacts_urls_in_events(client: httpx.AsyncClient, feed: FakeFeed) -> None:
     """A URL with a key inside an event's details or endpoint is masked in /status."""
-    feed.emit(FeedEvent(kind="endpoint_quarantined", at=1.0, reason="lied",
-                        endpoint=f"wss://node.example/ws/{KEY}",
-                        details={"other": f"https://rpc.example/?apikey={KEY}"}))
+    feed.emit(SinkWrongChain(at=1.0, reason="another chain", endpoint=f"wss://node.example/ws/{KEY}",
+                             stream="blocks", stream_genesis="0x" + "11" * 32,
+                             genesis="0x" + "22" * 32, redis=f"https://rpc.example/?apikey={KEY}"))
     text = (await client.get("/status")).text
     assert KEY not in text
     assert "node.example" in text

@@ -13,7 +13,7 @@ import pytest
 from gateway_fakes import FakeFeed, FakeStore, SseReader, make_block, serve
 
 from blockfeed.gateway import GatewayOptions, create_app
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FinalityStalled, Mode
 
 WAIT_S = 20.0
 
@@ -136,7 +136,7 @@ async def test_mode_and_feed_events_are_streamed() -> None:
             reader = SseReader(response)
             assert (await reader.next())["event"] == "mode"
             feed.set_mode(Mode.POLLING, "socket silent")
-            feed.emit(FeedEvent(kind="finality_stalled", at=1.0, reason="no finality for 60 s"))
+            feed.emit(FinalityStalled(at=1.0, reason="no finality for 60 s"))
             mode = await asyncio.wait_for(reader.next(), WAIT_S)
             other = await asyncio.wait_for(reader.next(), WAIT_S)
     assert mode["event"] == "mode" and "id" not in mode

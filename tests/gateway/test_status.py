@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway_fakes import FakeStatus, make_block
 
 from blockfeed.gateway.status import ModeTimeline, epoch_info, readiness, scrub
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FinalityStalled, Mode, ModeChanged, Reconnect
 
 
 def test_timeline_segments_and_repeats() -> None:
@@ -13,9 +13,9 @@ def test_timeline_segments_and_repeats() -> None:
     tl = ModeTimeline(initial_mode=Mode.STARTING, started_at=100.0)
     tl.record(Mode.STREAMING, 101.0)
     tl.record(Mode.STREAMING, 150.0)
-    tl.observe(FeedEvent(kind="mode_changed", at=200.0, reason="x",
-                         old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
-    tl.observe(FeedEvent(kind="reconnect", at=210.0, reason="x"))  # no mode: ignored
+    tl.observe(ModeChanged(at=200.0, reason="x", old_mode=Mode.STREAMING, new_mode=Mode.POLLING))
+    tl.observe(Reconnect(at=210.0, reason="x", attempt=1))  # no mode: ignored
+    tl.observe(FinalityStalled(at=220.0, reason="x", mode=Mode.STREAMING))  # not a change
     segs = tl.segments(now=300.0)
     assert [(s.mode, s.start, s.end) for s in segs] == [
         ("starting", 100.0, 101.0), ("streaming", 101.0, 200.0), ("polling", 200.0, None)

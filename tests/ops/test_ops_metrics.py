@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from blockfeed.gateway.hub import SseHub
 from blockfeed.gateway.metrics import GatewayCollector, new_registry, render
-from blockfeed.types import Block, FeedEvent, Mode, Source
+from blockfeed.types import Block, FeedEvent, Mode, Reconnect, Source, VerificationFailed
 
 KEY = "k3yk3yk3yk3yk3yk3yk3yk3yk3yk3y"
 
@@ -66,8 +66,10 @@ def test_feed_events_and_blocked() -> None:
     """Events are counted by kind; feed_blocked follows the status's error."""
     state = {"status": Status()}
     collector = GatewayCollector(status=lambda: state["status"], hub=SseHub(epoch_length=360))
-    for kind in ("verification_failed", "reconnect", "reconnect"):
-        collector.observe_event(FeedEvent(kind=kind, at=0.0, reason="test"))
+    events = (VerificationFailed(at=0.0, reason="test"), Reconnect(at=0.0, reason="test",
+              attempt=1), Reconnect(at=0.0, reason="test", attempt=2))
+    for event in events:
+        collector.observe_event(event)
     got = scrape(collector)
     assert got[("blockfeed_feed_events_total", (("kind", "reconnect"),))] == 2
     assert got[("blockfeed_feed_events_total", (("kind", "verification_failed"),))] == 1

@@ -19,7 +19,7 @@ from blockfeed.redis import RedisPublisher
 from blockfeed.sinks._add_script import meta_key
 from blockfeed.sinks.redis import WRONG_CHAIN_EVENT
 from blockfeed.store import open_store
-from blockfeed.types import FeedEvent
+from blockfeed.types import FeedEvent, SinkWrongChain
 
 if TYPE_CHECKING:  # only a type: importing "conftest" depends on which folder was collected first
     from conftest import RedisServer
@@ -69,8 +69,8 @@ async def test_publisher_of_another_chain_refuses_loudly(
     assert status["published"] == 0 and status["gaps"] == 0
     assert GENESIS_A in status["last_error"] and GENESIS_B in status["last_error"]
     [event] = events
-    assert event.kind == WRONG_CHAIN_EVENT
-    assert event.details["stream_genesis"] == GENESIS_A and event.details["genesis"] == GENESIS_B
+    assert event.kind == WRONG_CHAIN_EVENT and isinstance(event, SinkWrongChain)
+    assert event.stream_genesis == GENESIS_A and event.genesis == GENESIS_B
     lines = [r.getMessage() for r in caplog.records if "carries the chain" in r.getMessage()]
     assert len(lines) == 1  # loud once, not a log storm
     assert redis_server.client().hget(meta_key(stream_name), "genesis") == GENESIS_A

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from blockfeed.gateway.metrics import _endpoint_label
 from blockfeed.gateway.status import event_json, scrub
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import Mode, ModeChanged, SinkWrongChain
 from blockfeed.util.logmask import RedactFilter
 from blockfeed.util.redact import endpoint_labels, redact_path, redact_text, redact_url
 
@@ -153,18 +153,21 @@ def test_no_secret_in_library_log_records(shape: Shape) -> None:
 def test_no_secret_in_status_metrics_or_events(shape: Shape) -> None:
     """The /status scrubber, the /metrics endpoint label and event payloads (SSE mode events
     and /status recent events) never show a secret, even when handed a raw URL."""
-    event = FeedEvent(
-        kind="mode_changed",
+    event = ModeChanged(
         at=1.0,
         reason=f"socket to {shape.url} closed",
         old_mode=Mode.STREAMING,
         new_mode=Mode.POLLING,
         endpoint=endpoint_labels([shape.url])[0],
-        details={"url": shape.url, "nested": [f"via {shape.url}"]},
+    )
+    with_url_details = SinkWrongChain(
+        at=1.0, reason=f"stream at {shape.url}", stream=f"via {shape.url}",
+        stream_genesis="0x" + "11" * 32, genesis=None, redis=shape.url,
     )
     _assert_clean(
         shape,
         str(scrub({"endpoint": shape.url, "reason": f"failed: {shape.url}"})),
         _endpoint_label({"endpoint": shape.url}, 0),
         str(event_json(event)),
+        str(event_json(with_url_details)),
     )

@@ -32,7 +32,7 @@ from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError
 from blockfeed.feed import BlockFeed, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.store import CheckpointStore, open_store
-from blockfeed.types import Block, FeedEvent, Mode
+from blockfeed.types import Block, FeedEvent, Mode, VerificationFailed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -146,12 +146,11 @@ async def _follow(
     def on_event(event: FeedEvent) -> None:
         # Every endpoint serves a history that does not extend the state file's checkpoint:
         # no block will ever come, say so now instead of at the startup timeout.
-        disagreeing = event.details.get("endpoints_disagreeing")
         if (
-            event.kind == "verification_failed"
-            and "checkpoint" in event.details
-            and isinstance(disagreeing, list)
-            and len(disagreeing) >= len(feed.endpoints)
+            isinstance(event, VerificationFailed)
+            and event.against_checkpoint
+            and event.endpoints_disagreeing is not None
+            and len(event.endpoints_disagreeing) >= len(feed.endpoints)
             and not first_block.is_set()
             and not wrong_history.done()
         ):

@@ -31,7 +31,7 @@ from blockfeed.contents.metadata import MetadataCache
 from blockfeed.contents.verify import body_root_kind, check_events_against_body
 from blockfeed.errors import MalformedFrame, RpcServerError, VerificationError
 from blockfeed.rpc.methods import RpcCaller
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import Block, FeedEvent, RuntimeUpgraded
 
 logger = logging.getLogger("blockfeed.contents")
 
@@ -132,13 +132,12 @@ class ContentsFetcher:
                     fields["extrinsics"] = runtime.extrinsics(body)
                     check_events_against_body(events, len(body))
             if last_spec is not None and spec != last_spec:
-                upgrades.append(FeedEvent(
-                    kind="runtime_upgraded",
+                upgrades.append(RuntimeUpgraded(
                     at=self._clock(),
                     reason=f"runtime upgraded at #{block.number}: spec version "
                     f"{last_spec} -> {spec}",
-                    details={"number": block.number, "hash": block.hash,
-                             "from_spec_version": last_spec, "to_spec_version": spec},
+                    number=block.number, hash=block.hash,
+                    from_spec_version=last_spec, to_spec_version=spec,
                 ))
             last_spec = spec
             out.append(dataclasses.replace(block, **fields))

@@ -24,7 +24,7 @@ from blockfeed.contents.levels import ContentsLevel, parse_level
 from blockfeed.contents.metadata import MetadataCache
 from blockfeed.errors import BlockfeedError, VerificationError
 from blockfeed.rpc.methods import RpcCaller
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import Block, FeedEvent, VerificationFailed
 
 logger = logging.getLogger("blockfeed.contents")
 
@@ -98,11 +98,10 @@ class ContentsStage:
                         batch[0].number, batch[-1].number, label, exc,
                     )
                     if isinstance(exc, VerificationError) and self._on_event is not None:
-                        self._on_event(FeedEvent(
-                            kind="verification_failed", at=time.time(), endpoint=label,
+                        self._on_event(VerificationFailed(
+                            at=time.time(), endpoint=label,
                             reason=f"contents of #{batch[0].number}..#{batch[-1].number}: {exc}",
-                            details={"contents": True, "first": batch[0].number,
-                                     "last": batch[-1].number}))
+                            contents=True, first=batch[0].number, last=batch[-1].number))
                     continue
                 if attempt:
                     logger.info("contents of #%d fetched after %d retries",

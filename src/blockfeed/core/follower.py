@@ -80,7 +80,16 @@ from blockfeed.core.modes import ModeMachine
 from blockfeed.core.poller import Poller
 from blockfeed.core.ranking import Ranking
 from blockfeed.core.verify import Verifier
-from blockfeed.types import Block, FeedEvent, Header, Mode, Source
+from blockfeed.types import (
+    Block,
+    BlockTimeChanged,
+    Diverged,
+    FeedEvent,
+    Header,
+    Mode,
+    Reconnect,
+    Source,
+)
 
 
 class SocketState(enum.Enum):
@@ -363,7 +372,7 @@ class Follower:
         return self._clock.prior_s
 
     @property
-    def diverged(self) -> FeedEvent | None:
+    def diverged(self) -> Diverged | None:
         """The ``chain_diverged`` event once every endpoint proved to serve another chain than
         the one delivered; None otherwise. Nothing more can be delivered on this chain."""
         return self._verify.diverged
@@ -763,9 +772,9 @@ class Follower:
         # Waits scheduled in units of the old T follow the new one (a backfill retry planned
         # with a 12 s prior must not hold a 0.2 s chain for seconds).
         self._poller.rescale(now, old, new)
-        self._emit(FeedEvent(
-            kind="block_time", at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
-            details={"block_time_s": new, "previous_s": old},
+        self._emit(BlockTimeChanged(
+            at=now, reason=f"block time {new:.3g}s (was {old:.3g}s; {how})",
+            block_time_s=new, previous_s=old,
         ))
 
     def _known(self) -> tuple[int | None, str | None]:
@@ -893,9 +902,9 @@ class Follower:
         if self.connects > 1:
             self.reconnects += 1
             after = f" after: {self._last_socket_failure}" if self._last_socket_failure else ""
-            self._emit(FeedEvent(
-                kind="reconnect", at=now, reason=f"socket attempt {self._attempt}{after}",
-                endpoint=ep, details={"attempt": self._attempt},
+            self._emit(Reconnect(
+                at=now, reason=f"socket attempt {self._attempt}{after}",
+                endpoint=ep, attempt=self._attempt,
             ))
         self._out_actions.append(Connect(ep, self._attempt))
 

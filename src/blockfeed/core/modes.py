@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FeedEvent, FinalityResumed, FinalityStalled, Mode, ModeChanged
 
 
 class ModeMachine:
@@ -33,20 +33,15 @@ class ModeMachine:
         self._account(now)
         self.mode = mode
         self.transitions[f"{old}->{mode}:{kind or reason}"] += 1
-        return FeedEvent(kind="mode_changed", at=now, reason=reason, old_mode=old, new_mode=mode)
+        return ModeChanged(at=now, reason=reason, old_mode=old, new_mode=mode)
 
     def set_stalled(self, stalled: bool, reason: str, now: float) -> FeedEvent | None:
         """Raise or clear ``finality_stalled``; returns the event, or None if unchanged."""
         if stalled == self.finality_stalled:
             return None
         self.finality_stalled = stalled
-        return FeedEvent(
-            kind="finality_stalled" if stalled else "finality_resumed",
-            at=now,
-            reason=reason,
-            old_mode=self.mode,
-            new_mode=self.mode,
-        )
+        event_type = FinalityStalled if stalled else FinalityResumed
+        return event_type(at=now, reason=reason, mode=self.mode)
 
     def seconds(self, now: float) -> dict[str, float]:
         """Seconds spent in each mode so far, including the current stretch."""

@@ -25,13 +25,20 @@ and sends it), both given by the follower, so outputs stay in the order they hap
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from blockfeed.core.actions import CheckChain, FetchRange
 from blockfeed.core.deadline import BlockClock
 from blockfeed.core.merge import Merge, RangeCheck, Rejection
 from blockfeed.core.ranking import Ranking
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import (
+    Block,
+    Diverged,
+    EndpointQuarantined,
+    FeedEvent,
+    Unavailable,
+    VerificationFailed,
+)
 
 CHAIN_CHECK_EVERY_DEADLINES = 2.0
 """An endpoint suspected of serving another chain is asked at most once per this many
@@ -96,7 +103,7 @@ class Verifier:
         self._chain_checks: dict[str, CheckChain] = {}
         self._chain_check_after: dict[str, float] = {}
         self._contradictions: dict[str, dict[str, object]] = {}
-        self._diverged: FeedEvent | None = None
+        self._diverged: Diverged | None = None
 
     # ------------------------------------------------------------------ state
 
@@ -106,7 +113,7 @@ class Verifier:
         return self._blocked
 
     @property
-    def diverged(self) -> FeedEvent | None:
+    def diverged(self) -> Diverged | None:
         """The ``chain_diverged`` event once every endpoint serves another chain, else None."""
         return self._diverged
 
@@ -132,8 +139,8 @@ class Verifier:
         claims = self._suspects.setdefault(rejection.number, {})
         claims[rejection.endpoint] = rejection.hash
         reason = rejection.reason
-        details: dict[str, object] = {"number": rejection.number, "hash": rejection.hash,
-                                      "source": str(rejection.source)}
+        details: dict[str, Any] = {"number": rejection.number, "hash": rejection.hash,
+                                   "source": str(rejection.source)}
         anchor = self._anchor
         if (anchor is not None and self._merge.delivered_count == 0
                 and rejection.number == anchor[0] + 1):
@@ -146,9 +153,8 @@ class Verifier:
             details["endpoints_disagreeing"] = sorted(claims)
             if set(claims) >= set(self._ranking.labels):
                 self._blocked = f"{reason} (and so does every configured endpoint)"
-        self._emit(FeedEvent(
-            kind="verification_failed", at=now, reason=reason,
-            endpoint=rejection.endpoint, details=details,
+        self._emit(VerificationFailed(
+            at=now, reason=reason, endpoint=rejection.endpoint, **details,
         ))
         delivered = self._merge.delivered_hash(rejection.number)
         if delivered is not None:
@@ -193,8 +199,7 @@ class Verifier:
 
     def lie(self, endpoint: str, reason: str, now: float) -> None:
         """``endpoint`` served data that contradicts itself: say so and quarantine it."""
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=reason,
-                             endpoint=endpoint))
+        self._emit(VerificationFailed(at=now, reason=reason, endpoint=endpoint))
         self.quarantine(endpoint, reason, now)
 
     def quarantine(self, endpoint: str, reason: str, now: float) -> None:
@@ -202,10 +207,10 @@ class Verifier:
         self._merge.discard_votes(endpoint)
         until = now + self.config.quarantine_s
         if self._ranking.quarantine(endpoint, until, reason, now=now):
-            self._emit(FeedEvent(
-                kind="endpoint_quarantined", at=now, reason=reason, endpoint=endpoint,
-                details={"for_s": self.config.quarantine_s,
-                         "others_usable": self._ranking.usable_count(now)},
+            self._emit(EndpointQuarantined(
+                at=now, reason=reason, endpoint=endpoint,
+                for_s=self.config.quarantine_s,
+                others_usable=self._ranking.usable_count(now),
             ))
 
     def check_lag(self, endpoint: str, number: int, now: float) -> None:
@@ -260,8 +265,7 @@ class Verifier:
             f"endpoints disagree on start block #{number} ({listing}); nothing is delivered "
             "until enough of them agree"
         )
-        self._emit(FeedEvent(kind="verification_failed", at=now, reason=self._blocked,
-                             details={"number": number, "votes": votes}))
+        self._emit(VerificationFailed(at=now, reason=self._blocked, number=number, votes=votes))
 
     # ------------------------------------------------------------------ ranges
 
@@ -317,8 +321,8 @@ class Verifier:
         )
         if lacking >= set(self._ranking.labels):
             self._blocked = reason
-        self._emit(FeedEvent(kind="unavailable", at=now, reason=reason, endpoint=endpoint,
-                             details={"number": number, "first_listed": first_listed or None}))
+        self._emit(Unavailable(at=now, reason=reason, endpoint=endpoint,
+                               number=number, first_listed=first_listed or None))
 
     # ------------------------------------------------------------------ chain identity
 
@@ -333,7 +337,7 @@ class Verifier:
     def on_chain_check(self, check: CheckChain, listed: dict[int, str | None], now: float) -> None:
         """The answer to a claimed :class:`CheckChain` (see ``Follower.on_chain_check``)."""
         ep = check.endpoint
-        verdict: dict[str, object] | None = None
+        verdict: dict[str, Any] | None = None
         for number in sorted(listed):
             theirs = listed[number]
             ours = self._identity.get(number) or self._known_hash(number)
@@ -359,8 +363,8 @@ class Verifier:
                 f"the followed chain has {verdict['delivered_hash']}, and no endpoint agrees with "
                 "the delivered chain; nothing more is delivered on it"
             )
-            event = FeedEvent(kind="chain_diverged", at=now, reason=reason, endpoint=ep,
-                              details={k: v for k, v in verdict.items() if k != "endpoint"})
+            event = Diverged(at=now, reason=reason, endpoint=ep,
+                             **{k: v for k, v in verdict.items() if k != "endpoint"})
             self._diverged = event
             self._blocked = reason
             self._emit(event)

@@ -32,7 +32,8 @@ Late triggers
 Failing handlers
     An exception is retried after the delays from ``retry_delays`` (exponential with jitter by
     default) up to ``max_attempts`` in all; then the key is recorded as ``failed`` and a
-    ``FeedEvent(kind="trigger_failed")`` goes to every event hook. Failures never reach the feed.
+    :class:`~blockfeed.events.TriggerFailed` event goes to every event hook. Failures never
+    reach the feed.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from blockfeed.epochs.schedule import EpochSchedule, EpochSpan, Schedule
 from blockfeed.errors import BlockfeedError, ConfigError, MalformedFrame, RpcError, StoreError
 from blockfeed.store import CheckpointStore
 from blockfeed.store.checkpoint import TriggerStatus
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import Block, FeedEvent, TriggerFailed
 
 logger = logging.getLogger("blockfeed.epochs")
 
@@ -213,7 +214,7 @@ class EpochMonitor:
         self.at_block(name, 0, handler)
 
     def add_event_hook(self, hook: EventHook) -> None:
-        """Call ``hook(FeedEvent)`` for every event (``trigger_failed``)."""
+        """Call ``hook(event)`` for every event (:class:`~blockfeed.events.TriggerFailed`)."""
         self._hooks.append(hook)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -475,18 +476,15 @@ class EpochMonitor:
             "trigger %r (epoch %d) failed %d times; giving up: %s", name, epoch, attempts, error
         )
         self._record(due, "failed", attempts, error)
-        event = FeedEvent(
-            kind="trigger_failed",
+        event = TriggerFailed(
             at=self._clock(),
             reason=f"trigger {name!r} for epoch {epoch} failed {attempts} times: {error}",
-            details={
-                "name": name,
-                "epoch": epoch,
-                "block_number": due.block_number,
-                "late": due.late,
-                "attempts": attempts,
-                "error": error,
-            },
+            name=name,
+            epoch=epoch,
+            block_number=due.block_number,
+            late=due.late,
+            attempts=attempts,
+            error=error,
         )
         for hook in list(self._hooks):
             try:

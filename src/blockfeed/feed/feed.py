@@ -89,7 +89,7 @@ from blockfeed.feed.status import FeedStatus
 from blockfeed.feed.subscribers import DEFAULT_MAXSIZE, FeedSubscription
 from blockfeed.rpc import HttpRpc, WsRpc, methods
 from blockfeed.store import CheckpointStore
-from blockfeed.types import Block, FeedEvent, Header, Mode
+from blockfeed.types import Block, Diverged, FeedEvent, Header, Mode
 from blockfeed.util.redact import redact_url
 
 logger = logging.getLogger("blockfeed")
@@ -572,10 +572,10 @@ class BlockFeed:
         self._follower = follower
         return follower
 
-    def _on_diverged(self, event: FeedEvent) -> None:
+    def _on_diverged(self, event: Diverged) -> None:
         """Every endpoint serves another chain: stop with ``ChainDiverged`` (policy "exit"),
         or start over on the new chain (policy "follow")."""
-        error = ChainDiverged(event.reason, endpoint=event.endpoint, details=event.details)
+        error = ChainDiverged(event.reason, endpoint=event.endpoint, event=event)
         if self._on_divergence == "exit" or self._tg is None:
             self._error = error
             if self._stop is not None:
@@ -583,7 +583,7 @@ class BlockFeed:
             return
         self._tg.create_task(self._follow_new_chain(event), name="blockfeed-follow-new-chain")
 
-    async def _follow_new_chain(self, event: FeedEvent) -> None:
+    async def _follow_new_chain(self, event: Diverged) -> None:
         """Policy "follow": save what subscribers acknowledged, record the reset in the store,
         then a new follower starts at the new chain's finalized head."""
         for run in list(self._sockets.values()):

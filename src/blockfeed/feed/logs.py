@@ -22,7 +22,20 @@ import sys
 import time
 from typing import TextIO
 
-from blockfeed.types import Block, FeedEvent, Mode
+from blockfeed.types import (
+    Block,
+    BlockTimeChanged,
+    Diverged,
+    EndpointQuarantined,
+    FeedEvent,
+    FinalityResumed,
+    FinalityStalled,
+    Mode,
+    ModeChanged,
+    Reconnect,
+    Unavailable,
+    VerificationFailed,
+)
 
 logger = logging.getLogger("blockfeed")
 
@@ -96,7 +109,7 @@ class FeedLog:
         """One line per mode change, stall, quarantine, verification failure or reconnect."""
         mark = self._mark
         where = f" {event.endpoint}" if event.endpoint else ""
-        if event.kind == "mode_changed":
+        if isinstance(event, ModeChanged):
             now = time.monotonic()
             spent = now - self._mode_since
             self._mode_since = now
@@ -114,26 +127,24 @@ class FeedLog:
                             event.reason)
             else:
                 logger.info("mode %s -> %s | %s", event.old_mode, event.new_mode, event.reason)
-        elif event.kind == "finality_stalled":
+        elif isinstance(event, FinalityStalled):
             logger.warning("%sFINALITY STALLED (connections healthy, no reconnects) | %s",
                            mark("stalled"), event.reason)
-        elif event.kind == "finality_resumed":
+        elif isinstance(event, FinalityResumed):
             logger.info("%sFINALITY RESUMED | %s", mark("resumed"), event.reason)
-        elif event.kind == "endpoint_quarantined":
+        elif isinstance(event, EndpointQuarantined):
             logger.error("%sENDPOINT QUARANTINED%s | %s", mark("quarantine"), where, event.reason)
-        elif event.kind == "verification_failed":
+        elif isinstance(event, VerificationFailed):
             logger.error("%sVERIFICATION FAILED%s | %s", mark("verification"), where,
                          event.reason)
-        elif event.kind == "unavailable":
+        elif isinstance(event, Unavailable):
             logger.error("%sBLOCK UNAVAILABLE%s | %s", mark("verification"), where, event.reason)
-        elif event.kind == "reconnect":
+        elif isinstance(event, Reconnect):
             logger.info("%sreconnecting%s | %s", mark("reconnect"), where, event.reason)
-        elif event.kind == "block_time":
-            seconds = event.details.get("block_time_s")
-            logger.info("%sBLOCK TIME %ss | %s", mark("block_time"),
-                        f"{seconds:.3g}" if isinstance(seconds, float) else "?",
+        elif isinstance(event, BlockTimeChanged):
+            logger.info("%sBLOCK TIME %ss | %s", mark("block_time"), f"{event.block_time_s:.3g}",
                         event.reason.split("(", 1)[-1].rstrip(")"))
-        elif event.kind == "chain_diverged":
+        elif isinstance(event, Diverged):
             logger.error("%s%s", mark("diverged"), event.reason)
         else:
             logger.info("%s%s | %s", event.kind, where, event.reason)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import random
@@ -42,7 +41,7 @@ import httpx
 
 from blockfeed.config import strip_webhook_prefix
 from blockfeed.gateway.status import scrub
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FeedEvent, Mode, ModeChanged
 from blockfeed.util.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -83,13 +82,13 @@ def alert_kind(event: FeedEvent) -> str | None:
     own kind (and their own rate limit): entering ``disconnected``, and getting back to
     ``streaming`` from a degraded mode. Leaving ``starting`` for a working mode is routine.
     """
-    if event.kind != "mode_changed" or event.new_mode is None:
+    if not isinstance(event, ModeChanged):
         return event.kind if event.kind in ALERT_KINDS else None
-    if event.new_mode == Mode.DISCONNECTED:
+    if event.is_disconnect:
         return "disconnected"
     if event.old_mode == Mode.STARTING:
         return None
-    if event.new_mode == Mode.STREAMING:
+    if event.is_recovery:
         return "recovered"
     return "mode_changed"
 
@@ -119,13 +118,16 @@ def parse_webhook(raw: str) -> Webhook:
     return Webhook(url=url, flavor=flavor, label=redact_url(url))
 
 
-def describe(event: FeedEvent, network: str) -> str:
-    """The human sentence for an event (Slack/Discord text, generic ``text`` field)."""
+def describe(event: FeedEvent, network: str, kind: str | None = None) -> str:
+    """The human sentence for an event (Slack/Discord text, generic ``text`` field); ``kind``
+    is its alert kind (default: :func:`alert_kind`, else the event's own)."""
+    kind = kind or alert_kind(event) or event.kind
     when = datetime.fromtimestamp(event.at, tz=UTC).strftime("%H:%M:%S UTC")
     where = f"blockfeed [{network}]"
     reason = f" ({event.reason})" if event.reason else ""
-    old = str(event.old_mode) if event.old_mode is not None else "?"
-    new = str(event.new_mode) if event.new_mode is not None else "?"
+    old_mode, new_mode = event.wire_modes()
+    old = str(old_mode) if old_mode is not None else "?"
+    new = str(new_mode) if new_mode is not None else "?"
     endpoint = f" {event.endpoint}" if event.endpoint else ""
     sentences = {
         "mode_changed": f"⚠️ {where}: mode {old} → {new}{reason}",
@@ -139,15 +141,17 @@ def describe(event: FeedEvent, network: str) -> str:
         "sink_wrong_chain": f"❌ {where}: a sink refused to write into a target of another "
                             f"chain{reason}",
     }
-    text = sentences.get(event.kind, f"{where}: {event.kind}{reason}")
+    text = sentences.get(kind, f"{where}: {kind}{reason}")
     return f"{text} at {when}"
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """An event ready to send: its text is already scrubbed."""
+    """An event ready to send: its text is already scrubbed; ``kind`` is its alert kind
+    (``disconnected`` and ``recovered`` are mode changes with their own kind)."""
 
     event: FeedEvent
+    kind: str
     text: str
 
 
@@ -206,26 +210,24 @@ class AlertDispatcher:
         kind = alert_kind(event)
         if kind is None:
             return
-        if kind != event.kind:
-            event = dataclasses.replace(event, kind=kind)
         now = self._clock()
-        last = self._last_sent_at.get(event.kind)
+        last = self._last_sent_at.get(kind)
         if last is not None and now - last < self._min_interval_s:
-            self._suppressed[event.kind] += 1
-            self.counts[(event.kind, "suppressed")] += 1
+            self._suppressed[kind] += 1
+            self.counts[(kind, "suppressed")] += 1
             return
-        text = describe(event, self._network)
-        skipped = self._suppressed.pop(event.kind, 0)
+        text = describe(event, self._network, kind)
+        skipped = self._suppressed.pop(kind, 0)
         if skipped:
             text += f" ({skipped} similar alert{'s' if skipped != 1 else ''} suppressed)"
-        alert = Alert(event=event, text=redact_text(text, self._secrets))
-        self._last_sent_at[event.kind] = now
+        alert = Alert(event=event, kind=kind, text=redact_text(text, self._secrets))
+        self._last_sent_at[kind] = now
         for hook, queue in zip(self.webhooks, self._queues, strict=True):
             try:
                 queue.put_nowait(alert)
             except asyncio.QueueFull:
-                self.counts[(event.kind, "dropped")] += 1
-                log.warning("alert queue of %s full; dropped a %s alert", hook.label, event.kind)
+                self.counts[(kind, "dropped")] += 1
+                log.warning("alert queue of %s full; dropped a %s alert", hook.label, kind)
                 continue
             self._pending += 1
             self._idle.clear()
@@ -279,8 +281,8 @@ class AlertDispatcher:
                 await self._deliver(hook, alert)
             except Exception as exc:  # no traceback: its text could carry the webhook's URL
                 log.error("alert %s to %s failed unexpectedly: %s",
-                          alert.event.kind, hook.label, type(exc).__name__)
-                self.counts[(alert.event.kind, "failed")] += 1
+                          alert.kind, hook.label, type(exc).__name__)
+                self.counts[(alert.kind, "failed")] += 1
             finally:
                 self._pending -= 1
                 if self._pending == 0:
@@ -292,17 +294,17 @@ class AlertDispatcher:
             return {"text": alert.text}
         if hook.flavor == "discord":
             return {"content": alert.text[:DISCORD_MAX_CHARS]}
-        event = alert.event
+        wire = alert.event.to_dict()
         body = {
-            "kind": event.kind,
+            "kind": alert.kind,
             "text": alert.text,
             "network": self._network,
-            "at": event.at,
-            "reason": event.reason,
-            "old_mode": str(event.old_mode) if event.old_mode is not None else None,
-            "new_mode": str(event.new_mode) if event.new_mode is not None else None,
-            "endpoint": redact_url(event.endpoint) if event.endpoint else None,
-            "details": scrub(event.details),
+            "at": wire["at"],
+            "reason": wire["reason"],
+            "old_mode": wire["old_mode"],
+            "new_mode": wire["new_mode"],
+            "endpoint": redact_url(wire["endpoint"]) if wire["endpoint"] else None,
+            "details": scrub(wire["details"]),
         }
         # Scrub the serialized form too, so no configured URL survives anywhere in the body.
         scrubbed: dict[str, Any] = json.loads(
@@ -312,7 +314,7 @@ class AlertDispatcher:
 
     async def _deliver(self, hook: Webhook, alert: Alert) -> None:
         assert self._client is not None
-        kind = alert.event.kind
+        kind = alert.kind
         body = self.payload(hook, alert)
         for attempt in range(self._retries + 1):
             retry_after: float | None = None

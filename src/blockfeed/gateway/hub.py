@@ -67,15 +67,7 @@ def encode_block(block: Block, epoch_length: int) -> bytes:
 
 def event_payload(event: FeedEvent) -> dict[str, Any]:
     """The JSON shape of a feed event (SSE ``mode``/``feed`` events and /status)."""
-    return {
-        "kind": event.kind,
-        "at": event.at,
-        "reason": event.reason,
-        "old_mode": str(event.old_mode) if event.old_mode is not None else None,
-        "new_mode": str(event.new_mode) if event.new_mode is not None else None,
-        "endpoint": event.endpoint,
-        "details": event.details,
-    }
+    return event.to_dict()
 
 
 class HubFull(Exception):
@@ -195,9 +187,11 @@ class SseHub:
         self._fan_out((block.number, frame))
 
     def publish_event(self, event: FeedEvent) -> None:
-        """Feed event hook: mode changes become ``event: mode``, the rest ``event: feed``."""
-        name = "mode" if event.new_mode is not None else "feed"
-        self._fan_out((EVENT_FRAME, encode_frame(name, event_payload(event))))
+        """Feed event hook: events that carry a mode (mode changes, finality stalled/resumed)
+        become ``event: mode``, the rest ``event: feed``."""
+        payload = event_payload(event)
+        name = "mode" if payload["new_mode"] is not None else "feed"
+        self._fan_out((EVENT_FRAME, encode_frame(name, payload)))
 
     async def keep_alive(self, interval_s: float) -> None:
         """Send a comment to every client when nothing else was sent for ``interval_s``.

@@ -13,7 +13,7 @@ from typing import Any
 
 from blockfeed.gateway.hub import block_payload, event_payload
 from blockfeed.gateway.protocols import StatusLike
-from blockfeed.types import FeedEvent, Mode
+from blockfeed.types import FeedEvent, Mode, ModeChanged, RuntimeUpgraded
 from blockfeed.util.redact import redact_text, redact_url
 
 TIMELINE_KEEP_S = 24 * 3600.0
@@ -62,8 +62,8 @@ class ModeTimeline:
         self._starts.append((at, mode))
 
     def observe(self, event: FeedEvent) -> None:
-        """Feed event hook: record the new mode of any event that carries one."""
-        if event.new_mode is not None:
+        """Feed event hook: record the new mode of every mode change."""
+        if isinstance(event, ModeChanged):
             self.record(event.new_mode, event.at)
 
     def segments(self, now: float) -> list[Segment]:
@@ -184,6 +184,6 @@ def status_payload(
         # With --contents: the runtime of the last block, and the latest upgrade still recent.
         "spec_version": last.spec_version if last is not None else None,
         "runtime_upgraded": next(
-            (event_json(e) for e in reversed(events) if e.kind == "runtime_upgraded"), None
+            (event_json(e) for e in reversed(events) if isinstance(e, RuntimeUpgraded)), None
         ),
     }

@@ -71,7 +71,7 @@ from blockfeed.sinks._redis_base import (
 )
 from blockfeed.sinks._stream_entries import entry_fields, stream_id
 from blockfeed.sinks.redis_consumer import FROM_FIRST, StreamConsumer, consume
-from blockfeed.types import Block, FeedEvent
+from blockfeed.types import Block, FeedEvent, SinkWrongChain
 from blockfeed.util.redact import redact_url
 
 __all__ = [
@@ -97,7 +97,7 @@ DEFAULT_CLOSE_DRAIN_S = 2.0
 DEFAULT_SUBSCRIBER_MAXSIZE = 10_000
 
 
-WRONG_CHAIN_EVENT = "sink_wrong_chain"
+WRONG_CHAIN_EVENT = SinkWrongChain.kind
 """Event kind sent to the publisher's hooks when the stream belongs to another chain."""
 
 EventHook = Callable[[FeedEvent], Any]
@@ -640,16 +640,13 @@ class RedisPublisher:
             if self._wrong_chain is None:
                 self._wrong_chain = exc.recorded
                 self._emit(
-                    FeedEvent(
-                        kind=WRONG_CHAIN_EVENT,
+                    SinkWrongChain(
                         at=time.time(),
                         reason=str(exc),
-                        details={
-                            "stream": self.stream,
-                            "stream_genesis": exc.recorded,
-                            "genesis": self._genesis,
-                            "redis": self.url,
-                        },
+                        stream=self.stream,
+                        stream_genesis=exc.recorded,
+                        genesis=self._genesis,
+                        redis=self.url,
                     )
                 )
         self._record_error(str(exc))
