@@ -2,8 +2,9 @@
 
 The feed *holds* a follower (it does not inherit from it) and does three things only:
 
-1. performs the follower's actions on the network (``rpc.WsRpc`` for the socket,
-   ``rpc.HttpRpc`` for polls, probes and backfills), reporting every outcome back to it;
+1. performs the follower's actions over the clients its :class:`~blockfeed.rpc.connector.Connector`
+   builds (a socket per attempt; an HTTP client per endpoint for polls, probes and backfills),
+   reporting every outcome back to it;
 2. calls ``on_timer`` at ``next_deadline()`` (one timer task);
 3. hands delivered blocks to subscribers (each with its own bounded queue) and moves the
    checkpoint in the store as far as every subscriber has acknowledged.
@@ -11,7 +12,9 @@ The feed *holds* a follower (it does not inherit from it) and does three things 
 One ``asyncio.TaskGroup`` owns the socket session, the HTTP requests, the timer, the checkpoint
 writer and the callback subscribers, so nothing is left running when ``async with feed`` exits;
 the final checkpoint write is shielded from cancellation. Every follower call happens on the
-event loop, immediately followed by :meth:`_pump`, so the follower is never re-entered.
+event loop, immediately followed by :meth:`_pump`, so the follower is never re-entered. Every
+duration is measured on the loop's clock (``loop.time()``), so a loop with virtual time drives
+the whole feed; Unix time only stamps blocks and events.
 
 Delivery across crashes: at least once, and exactly what repeats
 -----------------------------------------------------------------
@@ -87,7 +90,14 @@ from blockfeed.feed.endpoints import Endpoint, build_endpoints, network_url
 from blockfeed.feed.logs import FeedLog
 from blockfeed.feed.status import FeedStatus
 from blockfeed.feed.subscribers import DEFAULT_MAXSIZE, FeedSubscription
-from blockfeed.rpc import HttpRpc, WsRpc, methods
+from blockfeed.rpc import methods
+from blockfeed.rpc.connector import (
+    Connector,
+    NetworkConnector,
+    RpcClient,
+    SocketClient,
+    SocketOptions,
+)
 from blockfeed.store import CheckpointStore
 from blockfeed.types import Block, FeedEvent, Header, Mode
 from blockfeed.util.redact import redact_url
@@ -133,7 +143,7 @@ class _SocketRun:
         self.endpoint = endpoint
         self.subscribe = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.ws: WsRpc | None = None
+        self.ws: SocketClient | None = None
 
 
 def _default_timeout(block_time_s: float, *, low: float, high: float, factor: float) -> float:
@@ -186,6 +196,7 @@ class BlockFeed:
         follower_config: FollowerConfig | None = None,
         on_divergence: str = "exit",
         contents: str | ContentsLevel | None = None,
+        connector: Connector | None = None,
     ) -> None:
         """``block_time_s`` is a hint (None: auto): the feed starts from the runtime's declared
         slot duration when the node answers, else the hint (else 12 s), and then follows the
@@ -203,6 +214,10 @@ class BlockFeed:
         this many blocks behind, then gets ``SubscriberLagged`` (None: 10,000 or the store's
         window, whichever is larger). ``follower_config`` replaces every tuning value of the
         core at once (advanced use).
+
+        ``connector`` builds every RPC client the feed uses (default: the real network,
+        :class:`~blockfeed.rpc.connector.NetworkConnector`); ``blockfeed.testing`` has an
+        in-memory one.
         """
         if block_time_s is not None and (
             isinstance(block_time_s, bool) or not isinstance(block_time_s, int | float)
@@ -243,6 +258,7 @@ class BlockFeed:
         self._max_frame_bytes = max_frame_bytes
         self._startup_timeout_s = startup_timeout_s
         self._log_blocks = log_blocks
+        self._connector: Connector = NetworkConnector() if connector is None else connector
         try:
             self._config = follower_config or FollowerConfig(
                 block_time_s=prior_s,
@@ -258,7 +274,7 @@ class BlockFeed:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self._log = FeedLog(epoch_length=epoch_length, emoji=emoji)
+        self._log = FeedLog(epoch_length=epoch_length, emoji=emoji, clock=self._now)
 
         # runtime state (created in __aenter__)
         self._follower: Follower | None = None
@@ -269,7 +285,7 @@ class BlockFeed:
         self._wake: asyncio.Event | None = None
         self._save_wake: asyncio.Event | None = None
         self._save_inflight: asyncio.Future[None] | None = None
-        self._http: dict[str, HttpRpc] = {}
+        self._http: dict[str, RpcClient] = {}
         self._sockets: dict[int, _SocketRun] = {}
         self._iter_subs: weakref.WeakSet[FeedSubscription] = weakref.WeakSet()
         self._callback_subs: dict[FeedSubscription, BlockCallback] = {}
@@ -291,7 +307,7 @@ class BlockFeed:
         self._sub_counter = 0
         self._genesis: str | None = None
         self._diverged_handled = False
-        self._budget = RequestBudget(lambda: self._block_interval_s, clock=time.monotonic)
+        self._budget = RequestBudget(lambda: self._block_interval_s, clock=self._now)
 
         # contents="timestamp"|"events"|"full": verified blocks are enriched before delivery.
         self._contents = contents_stage(
@@ -451,7 +467,7 @@ class BlockFeed:
         self._save_wake = asyncio.Event()
         self._started_wall = time.time()
         self._http = {
-            ep.label: HttpRpc(ep.http_url, timeout_s=DEFAULT_HTTP_CLIENT_TIMEOUT_S)
+            ep.label: self._connector.http(ep.http_url, timeout_s=DEFAULT_HTTP_CLIENT_TIMEOUT_S)
             for ep in self._endpoints
         }
         self._log.starting(self.endpoints)
@@ -755,12 +771,11 @@ class BlockFeed:
         """Open, subscribe, stream notifications into the follower, report the end."""
         label, attempt = action.endpoint, action.attempt
         endpoint = self._by_label[label]
-        ws: WsRpc | None = None
+        ws: SocketClient | None = None
         reason = "socket closed"
         try:
             try:
-                ws = await WsRpc.connect(
-                    endpoint.ws_url,
+                ws = await self._connector.websocket(endpoint.ws_url, SocketOptions(
                     open_timeout_s=self._open_timeout_s,
                     ping_interval_s=self._ping_interval_s,
                     ping_timeout_s=self._ping_timeout_s,
@@ -768,7 +783,7 @@ class BlockFeed:
                     max_frame_bytes=self._max_frame_bytes,
                     on_malformed=lambda _reason: self._call(
                         lambda now, f: f.on_malformed(label, now)),
-                )
+                ))
             except (BlockfeedError, OSError) as exc:
                 self._fail(action, exc)
                 return
@@ -1101,7 +1116,7 @@ class _WithTimeout:
     """An RPC caller whose requests default to ``timeout_s`` (the clients' own defaults are
     not scaled to the learned block time)."""
 
-    def __init__(self, rpc: WsRpc | HttpRpc, timeout_s: float) -> None:
+    def __init__(self, rpc: methods.RpcCaller, timeout_s: float) -> None:
         self._rpc = rpc
         self._timeout_s = timeout_s
 
@@ -1142,7 +1157,7 @@ async def _await_hook(result: Awaitable[Any]) -> None:
         logger.exception("async event hook raised")
 
 
-async def _close_quietly(ws: WsRpc) -> None:
+async def _close_quietly(ws: SocketClient) -> None:
     try:
         await ws.close()
     except Exception:  # closing must never raise out of a finally
