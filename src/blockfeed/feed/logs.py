@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from blockfeed.types import (
@@ -71,10 +72,16 @@ def emoji_wanted(stream: TextIO | None = None) -> bool:
 class FeedLog:
     """Formats and emits the feed's human log lines through the ``blockfeed`` logger."""
 
-    def __init__(self, *, epoch_length: int, emoji: bool | None = None) -> None:
+    def __init__(
+        self, *, epoch_length: int, emoji: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` measures time spent per mode (the feed passes its loop's clock); it is
+        first read by :meth:`starting` or the first mode change, never here."""
         self._epoch_length = epoch_length
         self._emoji = emoji_wanted() if emoji is None else emoji
-        self._mode_since = time.monotonic()
+        self._clock = clock
+        self._mode_since: float | None = None
 
     def _mark(self, key: str) -> str:
         return _EMOJI[key] if self._emoji else ""
@@ -90,6 +97,7 @@ class FeedLog:
 
     def starting(self, labels: list[str]) -> None:
         """The first line of a feed's life."""
+        self._mode_since = self._clock()
         logger.info(
             "%sSTARTING CHAIN BLOCK SUBSCRIPTION (WITH AUTO-RECOVERY) | %d endpoint(s): %s",
             self._mark("start"), len(labels), ", ".join(labels),
@@ -110,8 +118,8 @@ class FeedLog:
         mark = self._mark
         where = f" {event.endpoint}" if event.endpoint else ""
         if isinstance(event, ModeChanged):
-            now = time.monotonic()
-            spent = now - self._mode_since
+            now = self._clock()
+            spent = now - (now if self._mode_since is None else self._mode_since)
             self._mode_since = now
             if event.new_mode is Mode.POLLING:
                 logger.warning("%sENTERING POLLING FALLBACK MODE | %s", mark("polling"),
