@@ -13,6 +13,7 @@ from pathlib import Path
 import blockfeed
 
 SRC = Path(blockfeed.__file__).parent
+PARTS = {path.name.removesuffix(".py") for path in SRC.iterdir()}
 
 LEAVES = {"types", "errors", "defaults", "events", "util", "codec"}
 """Plain data, the exception tree, constants and pure helpers: usable from anywhere."""
@@ -56,6 +57,9 @@ def _imported_parts(tree: ast.AST) -> set[str]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "blockfeed" and node.level == 0:
+            # ``from blockfeed import defaults`` imports that part; ``import Block`` the package.
+            names = [f"blockfeed.{a.name}" if a.name in PARTS else "blockfeed" for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
         for name in names:
