@@ -35,6 +35,8 @@ DEFAULT_STALL_REAL_S = 10.0
 """Real seconds an idle loop with no timer waits for outside events before giving up."""
 THREAD_WAIT_REAL_S = 1.0
 """Real seconds per wait on a running thread (the wait ends at once when the thread is done)."""
+SNAP_S = 1e-6
+"""A jump that ends this close to the next timer lands exactly on it."""
 DEFAULT_POLL_S = 0.01
 """Virtual seconds between checks in :meth:`VirtualClock.wait_until`."""
 
@@ -56,6 +58,8 @@ class _VirtualSelector(selectors.DefaultSelector):
     def __init__(self, clock: VirtualClock) -> None:
         super().__init__()
         self._clock = clock
+        self.next_timer: Callable[[], float | None] = lambda: None
+        """The loop's earliest timer (set by the loop): time jumps exactly onto it."""
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = super().select(0)
@@ -72,7 +76,11 @@ class _VirtualSelector(selectors.DefaultSelector):
                     f"seconds at virtual time {clock.time():.3f}: a deadlock?"
                 )
             return ready
-        clock._advance_to(clock.time() + timeout)
+        target = clock.time() + timeout
+        head = self.next_timer()
+        if head is not None and abs(head - target) < SNAP_S:
+            target = head  # land exactly on the timer: no float drift from summed steps
+        clock._advance_to(target)
         return []
 
 
@@ -80,9 +88,15 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
     """A selector loop whose time is the clock's and whose thread jobs freeze that time."""
 
     def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(selector=_VirtualSelector(clock))
+        selector = _VirtualSelector(clock)
+        super().__init__(selector=selector)
         self.virtual_clock = clock
         self._clock_resolution = 1e-9
+        selector.next_timer = self._next_timer
+
+    def _next_timer(self) -> float | None:
+        scheduled = self._scheduled  # type: ignore[attr-defined]  # the loop's timer heap
+        return scheduled[0].when() if scheduled else None
 
     def time(self) -> float:
         return self.virtual_clock.time()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import random
 import string
@@ -101,7 +102,8 @@ class _Pulse:
 class _Subscription:
     id: str
     kind: str
-    created_at: float
+    order: int
+    """When it was created, on the node's event counter (see ``ScriptedNode.order``)."""
     held: str | None = None
     """A notification held back by the ``disorder`` fault (reorder), sent after the next one."""
 
@@ -116,7 +118,7 @@ class ServerSession:
     def __init__(self, node: ScriptedNode, client: MemorySocket) -> None:
         self._node = node
         self._client = client
-        self.opened_at = node.faults.now()
+        self.opened_order = node.next_order()
         self.closed = False
         self._subscriptions: dict[str, _Subscription] = {}
         self._pending_initial: list[_Subscription] = []
@@ -211,7 +213,7 @@ class ServerSession:
     def subscribe(self, kind: str) -> str:
         """Create a subscription; its first header is sent right after the answer."""
         node = self._node
-        subscription = _Subscription(node.new_subscription_id(), kind, node.faults.now())
+        subscription = _Subscription(node.new_subscription_id(), kind, node.next_order())
         self._subscriptions[subscription.id] = subscription
         self._pending_initial.append(subscription)
         node.stats.subscriptions += 1
@@ -263,14 +265,14 @@ class ServerSession:
 
     def _stalled(self, subscription: _Subscription) -> bool:
         return any(
-            fault.options["new"] or subscription.created_at < fault.started_at
+            fault.options["new"] or self._node.before(subscription.order, fault)
             for fault in self._node.faults.active("sub_stall")
         )
 
     def blackholed(self) -> bool:
         """True while a ``blackhole`` fault holds this socket (nothing flows either way)."""
         return any(
-            fault.options["new"] or self.opened_at < fault.started_at
+            fault.options["new"] or self._node.before(self.opened_order, fault)
             for fault in self._node.faults.active("blackhole")
         )
 
@@ -352,6 +354,8 @@ class ScriptedNode:
             version=_version(), rng=self.fault_rng,
         )
         self._sessions: set[ServerSession] = set()
+        self._orders = itertools.count()
+        self._fault_orders: dict[str, int] = {}
         self._used_ids: set[str] = set()
         self._producer: asyncio.Task[None] | None = None
         self._fault_pulse: _Pulse | None = None
@@ -460,7 +464,17 @@ class ScriptedNode:
 
     # -- faults --------------------------------------------------------------------------------
 
+    def next_order(self) -> int:
+        """A number from the node's event counter. Sockets, subscriptions and faults take one
+        when they start, so "opened before the fault" holds even at one virtual instant."""
+        return next(self._orders)
+
+    def before(self, order: int, fault: ActiveFault) -> bool:
+        """True when what took ``order`` existed before ``fault`` was injected."""
+        return order < self._fault_orders.get(fault.id, -1)
+
     def _on_fault_injected(self, fault: ActiveFault) -> None:
+        self._fault_orders[fault.id] = self.next_order()
         if fault.kind == "close":
             for session in list(self._sessions):
                 session.abort(reset=fault.options["reset"], code=fault.options["code"])
@@ -574,8 +588,8 @@ class ScriptedNode:
                 raise RpcTransportError(f"HTTP 502 from {self.http_url}", status=502)
             raise RpcTransportError(f"HTTP request to {self.http_url} failed (connection "
                                     "refused)")
-        opened_at = self.faults.now()
-        await self.wait_until(lambda: not self._http_hung(opened_at))
+        opened = self.next_order()
+        await self.wait_until(lambda: not self._http_hung(opened))
         errors = [f for f in self.faults.active("http_errors") if not f.options["hang"]]
         if errors:
             status = errors[-1].options["status"]
@@ -600,11 +614,11 @@ class ScriptedNode:
             await asyncio.sleep(delay_s)
         return text
 
-    def _http_hung(self, opened_at: float) -> bool:
+    def _http_hung(self, opened: int) -> bool:
         faults = self.faults
         if any(f.options["hang"] for f in faults.active("http_errors")):
             return True
         return any(
-            f.options["http"] and (f.options["new"] or opened_at < f.started_at)
+            f.options["http"] and (f.options["new"] or self.before(opened, f))
             for f in faults.active("blackhole")
         )
