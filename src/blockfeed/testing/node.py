@@ -60,6 +60,7 @@ FLAP_CLOSE_CODE = 1001
 DEFAULT_WAIT_TIMEOUT_S = 60.0
 """Virtual seconds :meth:`ScriptedNode.wait_for_finalized` waits by default."""
 
+FINALIZED_AT_KEPT = 100_000
 PONG = object()
 """What a node sends back for a keepalive ping (through the same queue as every frame)."""
 
@@ -165,7 +166,7 @@ class ServerSession:
         self.closed = True
         self._node.stats.active_subscriptions -= len(self._subscriptions)
         self._subscriptions.clear()
-        self._node._sessions.discard(self)
+        self._node._sessions.pop(self, None)
         self._node.stats.open_connections -= 1
         for task in self._tasks:
             task.cancel()
@@ -353,11 +354,15 @@ class ScriptedNode:
             faults=self.faults, stats=self.stats, chain_name=cfg.chain_name,
             version=_version(), rng=self.fault_rng,
         )
-        self._sessions: set[ServerSession] = set()
+        self._sessions: dict[ServerSession, None] = {}
+        """Open sockets in the order they opened (a dict: iteration order must not vary)."""
         self._orders = itertools.count()
         self._fault_orders: dict[str, int] = {}
         self._used_ids: set[str] = set()
         self._producer: asyncio.Task[None] | None = None
+        self.finalized_at: dict[int, float] = {}
+        """Loop time at which each block number was finalized (the most recent
+        :data:`FINALIZED_AT_KEPT`): what delivery delays are measured from."""
         self._fault_pulse: _Pulse | None = None
         self._chain_pulse: _Pulse | None = None
         self.faults.on_inject(self._on_fault_injected)
@@ -431,8 +436,14 @@ class ScriptedNode:
         return tick
 
     def _tick(self) -> Tick:
+        before = self.chain.finalized_number
         tick = self.chain.tick(finality_halted=self.faults.is_active("finality_halt"))
         self.stats.blocks_produced += 1
+        now = self.faults.now()
+        for number in range(before + 1, self.chain.finalized_number + 1):
+            self.finalized_at[number] = now
+        while len(self.finalized_at) > FINALIZED_AT_KEPT:
+            del self.finalized_at[next(iter(self.finalized_at))]
         for session in list(self._sessions):
             session.on_head(NEW_HEADS, tick.best)
             if tick.finalized_to is not None:
@@ -559,7 +570,7 @@ class ScriptedNode:
         if self.refusing():
             raise RpcTransportError(f"cannot connect to {self.ws_url}: connection refused")
         session = ServerSession(self, client)
-        self._sessions.add(session)
+        self._sessions[session] = None
         self.stats.connections += 1
         self.stats.open_connections += 1
         self.stats.ws_connections += 1
