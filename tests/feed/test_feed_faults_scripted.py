@@ -22,6 +22,13 @@ CLOSED_SOCKET_TARGET_S = 1.0
 """DESIGN.md: delivery delay after a closed socket <= 1 s."""
 SILENT_SOCKET_TARGET_S = 1.5 * T + 1.0
 """DESIGN.md: delivery delay after a silent socket <= 1.5 T + 1 s."""
+STARTED = {"starting->streaming:socket_restored": 1}
+"""The transitions of a feed that started streaming and never left it."""
+
+
+def _through(*transitions: str) -> dict[str, int]:
+    """STARTED plus each of ``transitions`` once."""
+    return {**STARTED, **dict.fromkeys(transitions, 1)}
 
 
 async def _streaming(feed, rec, node) -> float:  # type: ignore[no-untyped-def]
@@ -44,7 +51,8 @@ async def test_f1_close_reconnects_at_once() -> None:
         status = feed.status()
     reconnect_at = rec.events_of("reconnect")[0][0]
     assert reconnect_at - begin <= T
-    assert status.transitions["streaming->polling:socket_closed"] == 1
+    assert status.transitions == _through("streaming->polling:socket_closed",
+                                          "polling->streaming:socket_restored")
     assert status.reconnects == 1
     assert max(rec.delays(node, begin, begin + 2)) <= CLOSED_SOCKET_TARGET_S
     assert_sound(rec, node)
@@ -77,6 +85,10 @@ async def test_f2_restart_disconnected_then_resumes_with_backfill() -> None:
         await rec.wait_for(lambda: feed.mode is Mode.DISCONNECTED, "disconnected")
         back = await rec.wait_for(lambda: feed.mode is Mode.STREAMING, "streaming again")
         await rec.wait_past(node.chain.finalized_number)
+        transitions = feed.status().transitions
+    assert transitions == _through(
+        "streaming->polling:socket_closed", "polling->disconnected:http_failed",
+        "disconnected->polling:http_ok", "polling->streaming:socket_restored")
     assert back <= 1.5 + 3.0  # socket back within 3 s of the node (DESIGN.md)
     assert any(b.source is Source.BACKFILL for b in rec.blocks)
     assert_sound(rec, node)
@@ -93,6 +105,9 @@ async def test_f3_half_open_socket_detected_http_delivers() -> None:
         await advance(2.0)
         await rec.wait_for(lambda: feed.mode is Mode.STREAMING, "streaming again")
         await rec.wait_past(node.chain.finalized_number)
+        transitions = feed.status().transitions
+    assert transitions == _through("streaming->polling:socket_stale",
+                                   "polling->streaming:socket_restored")
     assert detected <= SILENT_SOCKET_TARGET_S
     delays = rec.delays(node, begin, begin + 2.0)
     assert len(delays) >= 15 and max(delays) <= SILENT_SOCKET_TARGET_S
@@ -149,7 +164,7 @@ async def test_f6_http_errors_while_streaming_change_nothing() -> None:
         await advance(2.2)
         await rec.wait_past(node.chain.finalized_number)
         status = feed.status()
-    assert status.mode is Mode.STREAMING
+    assert status.transitions == STARTED
     assert status.reconnects == 0
     assert all(b.source is Source.WS for b in rec.blocks[-20:])
     assert_sound(rec, node)
@@ -175,6 +190,28 @@ async def test_f6_rate_limited_with_the_socket_down_backs_off_and_honours_retry_
 
 
 @virtual_time(limit_s=600)
+async def test_f6_with_a_silent_subscription_reads_over_the_socket() -> None:
+    """F4 + F6: HTTP answers 503 while the subscription goes silent (the socket still answers
+    requests): hedges and the probe go over the socket, blocks keep coming within the silent
+    socket bound, the stale subscription is recycled, the node is never declared down."""
+    node = scripted_node()
+    async with running(node) as (feed, rec):
+        begin = await _streaming(feed, rec, node)
+        node.faults.inject("http_errors", seconds=3.0, status=503)
+        node.faults.inject("sub_stall", seconds=2.0)
+        await advance(3.0)
+        await rec.wait_past(node.chain.finalized_number)
+        status = feed.status()
+    delays = rec.delays(node, begin, begin + 2.0)
+    assert len(delays) >= 15 and max(delays) <= SILENT_SOCKET_TARGET_S
+    assert status.probes.get("stale", 0) >= 1
+    assert status.requests.get("ws_hedge", 0) + status.requests.get("ws_probe", 0) >= 1
+    assert not any("node or network down" in e.reason for _, e in rec.events_of("mode_changed"))
+    assert status.mode is Mode.STREAMING
+    assert_sound(rec, node)
+
+
+@virtual_time(limit_s=600)
 async def test_f7_finality_halt_zero_reconnects_flag_set_and_cleared() -> None:
     """F7: finality halts for 5 s: finality_stalled raised then cleared, zero reconnects."""
     node = scripted_node()
@@ -186,8 +223,8 @@ async def test_f7_finality_halt_zero_reconnects_flag_set_and_cleared() -> None:
         await rec.wait_for(lambda: not feed.status().finality_stalled, "finality resumed")
         await rec.wait_past(node.chain.finalized_number)
         status = feed.status()
-    assert status.reconnects == reconnects
-    assert status.mode is Mode.STREAMING
+    assert status.reconnects == reconnects == 0
+    assert status.transitions == STARTED  # no reconnect storm: the socket was never blamed
     assert rec.kinds().count("finality_stalled") == 1
     assert rec.kinds().count("finality_resumed") == 1
     assert_sound(rec, node)
@@ -261,6 +298,8 @@ async def test_f11_high_latency_keeps_going() -> None:
         node.faults.inject("latency", seconds=3.0, delay_s=0.25)
         await advance(3.0)
         await rec.wait_past(node.chain.finalized_number)
+        transitions = feed.status().transitions
+    assert transitions == STARTED  # deadlines adapted: the slow socket was never suspected
     delays = rec.delays(node, begin + 0.5, begin + 3.0)
     assert len(delays) >= 20 and max(delays) <= 0.25 + SILENT_SOCKET_TARGET_S
     assert_sound(rec, node)
@@ -272,7 +311,7 @@ async def test_f13_replaced_chain_stops_the_feed_with_one_chain_diverged() -> No
     chain delivered, ChainDiverged raised."""
     node = scripted_node(start_block=1)
     old: dict[int, str] = {}
-    with pytest.raises(ChainDiverged, match="^CHAIN DIVERGED"):
+    with pytest.raises(ChainDiverged, match=r"^CHAIN DIVERGED"):
         async with running(node) as (feed, rec):
             await _streaming(feed, rec, node)
             old.update({n: node.chain.hash_of(n) for n in range(1, node.chain.best_number + 1)})
