@@ -9,7 +9,6 @@ itself (frames, resets, HTTP) is covered by ``test_feed_faults.py`` against devn
 from __future__ import annotations
 
 import itertools
-import random
 
 import pytest
 from scriptkit import T, advance, assert_sound, now, running, scripted_node
@@ -344,7 +343,6 @@ def test_the_same_script_plays_the_same_way() -> None:
     def play() -> tuple[list[tuple[int, str, float]], list[tuple[float, str]]]:
         @virtual_time(limit_s=600)
         async def script() -> tuple[list[tuple[int, str, float]], list[tuple[float, str]]]:
-            random.seed(7)  # the feed's backoff jitter draws from the global random
             node = scripted_node()
             async with running(node) as (feed, rec):
                 await _streaming(feed, rec, node)

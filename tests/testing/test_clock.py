@@ -169,3 +169,18 @@ def test_the_decorator_refuses_plain_functions() -> None:
     """@virtual_time on a non-async function is a TypeError, not a silent no-op."""
     with pytest.raises(TypeError):
         virtual_time(lambda: None)  # type: ignore[arg-type]
+
+
+def test_runs_are_seeded_and_leave_the_global_random_as_it_was() -> None:
+    """Jitter drawn from the global random repeats run to run; the caller's state is restored."""
+    import random
+
+    async def draw() -> list[float]:
+        return [random.random() for _ in range(3)]
+
+    random.seed(123)
+    expected_next = random.Random(123).random()
+    first, second = run_virtual(draw()), run_virtual(draw())
+    assert first == second
+    assert random.random() == expected_next
+    assert run_virtual(draw(), seed=1) != first

@@ -13,6 +13,9 @@ Three rules keep it honest:
 * **Threads freeze virtual time.** While work sent to a thread (``asyncio.to_thread``,
   ``run_in_executor``; blockfeed's store uses them) is running, the loop waits for it in real
   time and virtual time stands still, so a slow disk never looks like a slow chain.
+* **Seeded.** Code that draws jitter from Python's global ``random`` (blockfeed's backoff does)
+  gets the same draws each run: ``run`` seeds it with ``seed`` and puts the previous state
+  back afterwards (``seed=None`` leaves it alone).
 * **Bounded.** Virtual time may not pass ``limit_s`` (a broken test ends with
   :class:`VirtualTimeExceeded` instead of spinning forever), and a loop with nothing scheduled
   at all (a deadlock: every task waits on something nobody will set) ends with
@@ -25,6 +28,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import random
 import selectors
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -35,6 +39,8 @@ DEFAULT_STALL_REAL_S = 10.0
 """Real seconds an idle loop with no timer waits for outside events before giving up."""
 THREAD_WAIT_REAL_S = 1.0
 """Real seconds per wait on a running thread (the wait ends at once when the thread is done)."""
+DEFAULT_SEED = 0
+"""The global ``random`` seed of a run, so backoff jitter repeats (see the module docstring)."""
 SNAP_S = 1e-6
 """A jump that ends this close to the next timer lands exactly on it."""
 DEFAULT_POLL_S = 0.01
@@ -120,7 +126,8 @@ class VirtualClock:
 
     ``start_s`` is the virtual time the loop starts at; ``limit_s`` the virtual seconds a run
     may last; ``stall_real_s`` how long (real seconds) an idle loop with no timer waits for
-    outside events (sockets, threads) before :class:`VirtualClockStalled`.
+    outside events (sockets, threads) before :class:`VirtualClockStalled`; ``seed`` what the
+    global ``random`` is seeded with for the run (None: not touched).
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class VirtualClock:
         start_s: float = 0.0,
         limit_s: float = DEFAULT_LIMIT_S,
         stall_real_s: float = DEFAULT_STALL_REAL_S,
+        seed: int | None = DEFAULT_SEED,
     ) -> None:
         if not limit_s > 0 or not stall_real_s > 0:
             raise ValueError("limit_s and stall_real_s must be positive")
@@ -136,6 +144,7 @@ class VirtualClock:
         self._start_s = float(start_s)
         self.limit_s = float(limit_s)
         self.stall_real_s = float(stall_real_s)
+        self.seed = seed
         self.threads_running = 0
         """Thread jobs in flight; virtual time stands still while there are any."""
 
@@ -162,8 +171,15 @@ class VirtualClock:
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` to completion on a new virtual-time loop, as ``asyncio.run`` does
         (left-over tasks are cancelled, async generators and the default executor shut down)."""
-        with asyncio.Runner(loop_factory=self.new_loop) as runner:
-            return runner.run(main)
+        saved = random.getstate()
+        if self.seed is not None:
+            random.seed(self.seed)
+        try:
+            with asyncio.Runner(loop_factory=self.new_loop) as runner:
+                return runner.run(main)
+        finally:
+            if self.seed is not None:
+                random.setstate(saved)
 
     @staticmethod
     def current() -> VirtualClock:
@@ -204,20 +220,28 @@ class VirtualClock:
 
 
 def run_virtual(
-    main: Coroutine[Any, Any, T], *, start_s: float = 0.0, limit_s: float = DEFAULT_LIMIT_S
+    main: Coroutine[Any, Any, T],
+    *,
+    start_s: float = 0.0,
+    limit_s: float = DEFAULT_LIMIT_S,
+    seed: int | None = DEFAULT_SEED,
 ) -> T:
     """``asyncio.run(main)`` on a fresh :class:`VirtualClock`."""
-    return VirtualClock(start_s=start_s, limit_s=limit_s).run(main)
+    return VirtualClock(start_s=start_s, limit_s=limit_s, seed=seed).run(main)
 
 
 def virtual_time(
-    test: Callable[..., Awaitable[Any]] | None = None, *, limit_s: float = 3600.0
+    test: Callable[..., Awaitable[Any]] | None = None,
+    *,
+    limit_s: float = 3600.0,
+    seed: int | None = DEFAULT_SEED,
 ) -> Any:
     """Decorate an ``async def`` test so it runs under a fresh :class:`VirtualClock`.
 
     Works with pytest (fixtures still resolve: the signature is kept) and unittest alike; the
     decorated test is a plain function, so pytest-asyncio leaves it alone. Inside, use
-    ``VirtualClock.current()``. ``limit_s``: virtual seconds before the test fails.
+    ``VirtualClock.current()``. ``limit_s``: virtual seconds before the test fails; ``seed``:
+    see :class:`VirtualClock`.
     """
 
     def decorate(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
@@ -226,7 +250,7 @@ def virtual_time(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return VirtualClock(limit_s=limit_s).run(fn(*args, **kwargs))
+            return VirtualClock(limit_s=limit_s, seed=seed).run(fn(*args, **kwargs))
 
         return wrapper
 
