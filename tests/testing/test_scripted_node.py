@@ -366,3 +366,15 @@ def test_bad_fault_options_are_refused_with_the_valid_ones_named() -> None:
         node.faults.inject("close", colour="red")
     with pytest.raises(ValueError):
         ScriptedNode("no spaces please")
+
+
+def test_fast_config_scales_with_the_block_time() -> None:
+    """fast_config(T) gives BlockFeed options that are multiples of T, block lines off."""
+    from blockfeed.testing import fast_config
+
+    options = fast_config(0.2)
+    assert options["block_time_s"] == 0.2
+    assert options["ping_interval_s"] == pytest.approx(0.6)
+    assert options["log_blocks"] is False
+    with pytest.raises(ValueError):
+        fast_config(0)
