@@ -378,3 +378,22 @@ def test_fast_config_scales_with_the_block_time() -> None:
     assert options["log_blocks"] is False
     with pytest.raises(ValueError):
         fast_config(0)
+
+
+def test_a_node_that_is_not_started_refuses_and_says_why() -> None:
+    """Before start (and after stop) connects are refused with a hint; start twice is an error."""
+
+    async def main() -> None:
+        node = ScriptedNode("node-a", block_time_s=T)
+        net = InMemoryNetwork(node)
+        node.faults.inject("latency", seconds=1, delay_s=0.1)  # faults work before start
+        with pytest.raises(RpcTransportError, match="not started"):
+            await net.websocket(node.ws_url, options())
+        async with node:
+            with pytest.raises(RuntimeError, match="already started"):
+                await node.start()
+            await methods.get_finalized_head(net.http(node.http_url, timeout_s=1))
+        with pytest.raises(RpcTransportError, match="not started"):
+            await methods.get_finalized_head(net.http(node.http_url, timeout_s=1))
+
+    run_virtual(main())

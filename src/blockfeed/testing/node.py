@@ -365,6 +365,7 @@ class ScriptedNode:
         :data:`FINALIZED_AT_KEPT`): what delivery delays are measured from."""
         self._fault_pulse: _Pulse | None = None
         self._chain_pulse: _Pulse | None = None
+        self._started = False
         self.faults.on_inject(self._on_fault_injected)
         self.faults.on_change(self.wake_waiters)
 
@@ -390,10 +391,9 @@ class ScriptedNode:
 
     async def start(self) -> None:
         """Start producing blocks (unless ``auto_produce=False``)."""
-        if self._fault_pulse is not None:
+        if self._started:
             raise RuntimeError(f"node {self.name} is already started")
-        self._fault_pulse = _Pulse()
-        self._chain_pulse = _Pulse()
+        self._started = True
         if self.config.auto_produce:
             self._producer = asyncio.get_running_loop().create_task(
                 self._produce_forever(), name=f"scripted-node-{self.name}")
@@ -409,6 +409,7 @@ class ScriptedNode:
             except asyncio.CancelledError:
                 pass
             self._producer = None
+        self._started = False
 
     def _ensure_pulses(self) -> tuple[_Pulse, _Pulse]:
         if self._fault_pulse is None or self._chain_pulse is None:
@@ -555,6 +556,7 @@ class ScriptedNode:
     async def open_socket(self, client: MemorySocket, open_timeout_s: float) -> ServerSession:
         """The handshake: refused while down, hung while blackholed, closed at once when a
         ``flap`` proxy (``close``/``restart``/``reset`` with ``flap``) stands in front."""
+        self._check_started()
         if self.refusing():
             raise RpcTransportError(f"cannot connect to {self.ws_url}: connection refused")
         try:
@@ -582,6 +584,11 @@ class ScriptedNode:
             asyncio.get_running_loop().call_soon(lambda: session.abort(code=code))
         return session
 
+    def _check_started(self) -> None:
+        if not self._started:
+            raise RpcTransportError(f"cannot connect to {self.name}.test: connection refused "
+                                    "(the node is not started: `async with node:`)")
+
     async def serve_http(self, body: str) -> str:
         """Answer one HTTP POST body, as devnode's HTTP side does (faults included).
 
@@ -589,6 +596,7 @@ class ScriptedNode:
         ``flap`` proxy, an ``http_errors`` status (with ``retry_after_s``). Hangs while a
         blackhole or a hanging ``http_errors`` holds (the caller's timeout decides).
         """
+        self._check_started()
         self.stats.connections += 1
         self.stats.http_requests += 1
         for method in request_methods(body):
