@@ -9,13 +9,15 @@ itself (frames, resets, HTTP) is covered by ``test_feed_faults.py`` against devn
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
-from scriptkit import T, advance, assert_sound, now, running, scripted_node
+from scriptkit import Recorder, T, advance, assert_sound, now, running, scripted_node
 
-from blockfeed import Mode, Source
+from blockfeed import BlockFeed, Mode, Source
 from blockfeed.errors import ChainDiverged
-from blockfeed.testing import virtual_time
+from blockfeed.store import open_store
+from blockfeed.testing import InMemoryNetwork, fast_config, virtual_time
 
 CLOSED_SOCKET_TARGET_S = 1.0
 """DESIGN.md: delivery delay after a closed socket <= 1 s."""
@@ -361,3 +363,30 @@ def test_the_same_script_plays_the_same_way() -> None:
     first, second = play(), play()
     assert first == second
     assert len(first[0]) >= 40
+
+
+@virtual_time(limit_s=600)
+async def test_restart_resumes_from_the_store_on_the_kit(tmp_path: Path) -> None:
+    """The SQLite store works under the virtual clock (its threads freeze time): a second feed
+    on the same store resumes at checkpoint + 1 and backfills what it missed, parent-linked."""
+    node = scripted_node()
+    first, second = Recorder(), Recorder()
+    network = InMemoryNetwork(node)
+    async with node:
+        for recorder, blocks in ((first, 20), (second, 30)):
+            store = open_store(str(tmp_path / "state.sqlite"))
+            try:
+                feed = BlockFeed([node.ws_url], connector=network, store=store,
+                                 **fast_config(T))
+                feed.subscribe(recorder.on_block, name="recorder")
+                async with feed:
+                    await recorder.wait_for(lambda r=recorder, n=blocks: len(r.blocks) >= n,
+                                            f"{blocks} blocks")
+                    await feed.save_checkpoint()
+            finally:
+                store.close()
+            await advance(1.0)  # the chain moves on while no feed runs
+    combined = Recorder(blocks=first.blocks + second.blocks, at=first.at + second.at)
+    assert second.blocks[0].number == first.blocks[-1].number + 1
+    assert any(b.source is Source.BACKFILL for b in second.blocks)
+    assert_sound(combined, node)
