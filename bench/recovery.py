@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import json
 import logging
@@ -61,9 +60,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from blockfeed import BlockFeed
+from blockfeed import BlockFeed, FeedConfig
 from blockfeed.codec import block_hash
-from blockfeed.core import FollowerConfig
+from blockfeed.feed.config import HTTP_RETRY_INITIAL_CAP_S
 from blockfeed.types import Block
 from common import (
     WAIT_S,
@@ -146,18 +145,17 @@ def scenarios(*, halt_t: float) -> list[Scenario]:
 # -- the two clients -----------------------------------------------------------------------------
 
 
-def scaled_follower_config(block_time_s: float) -> FollowerConfig:
+def scaled_feed_config(block_time_s: float) -> FeedConfig:
     """blockfeed's defaults with every constant given in absolute seconds (backoffs,
     quarantine, health checks) scaled by T/12 s, as the first fix's are: both then behave on the
     fast devnode as they would on finney. Fractions of T need no scaling."""
     k = block_time_s / FINNEY_BLOCK_TIME_S
-    base = FollowerConfig(block_time_s=block_time_s)
+    base = FeedConfig(block_time_s=block_time_s)
     # The HTTP retry cap and the idle-endpoint checks follow the learned T by themselves.
-    return dataclasses.replace(
-        base,
+    return base.replace(
         reconnect_initial_s=base.reconnect_initial_s * k,
         reconnect_cap_s=base.reconnect_cap_s * k,
-        http_retry_initial_s=base.http_retry_initial_s * k,
+        http_retry_initial_s=HTTP_RETRY_INITIAL_CAP_S * k,
         quarantine_s=base.quarantine_s * k,
     )
 
@@ -173,8 +171,9 @@ class BlockfeedClient:
         if untold:  # nothing about T: the 12 s default hint and absolute constants
             self._feed = BlockFeed(urls)
         else:
-            config = scaled_follower_config(block_time_s) if scaled else None
-            self._feed = BlockFeed(urls, block_time_s=block_time_s, follower_config=config)
+            config = (scaled_feed_config(block_time_s) if scaled
+                      else FeedConfig(block_time_s=block_time_s))
+            self._feed = BlockFeed(urls, config)
         self._recorder = recorder
         self._subscription: Any = None
         self.streaming_at: list[float] = []
@@ -257,7 +256,7 @@ class Bench:
     node: Node
     block_time_s: float
     scaled: bool = True
-    """Scale blockfeed's absolute-second constants by T/12 s (see scaled_follower_config)."""
+    """Scale blockfeed's absolute-second constants by T/12 s (see scaled_feed_config)."""
     untold: bool = False
     """Tell blockfeed nothing about T (see the module docstring)."""
 

@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 
-from blockfeed import Block, BlockFeed
+from blockfeed import Block, BlockFeed, FeedConfig
 from blockfeed.devnode import ControlServer, DevNode, DevNodeConfig
 from blockfeed.store import open_store
 
@@ -289,28 +289,18 @@ class Verifier:
                 "sources": dict(self.sources)}
 
 
-def soak_feed_options(block_time_s: float) -> dict[str, Any]:
-    """Timeouts for a chain of ``block_time_s`` blocks on loopback (defaults are for 12 s)."""
-    return {
-        "block_time_s": block_time_s,
-        "reconnect_initial_s": 0.05,
-        "reconnect_cap_s": 1.0,
-        "http_timeout_s": 0.5,
-        "open_timeout_s": 0.5,
-        "ping_interval_s": 0.3,
-        "ping_timeout_s": 0.3,
-        "quarantine_s": 2.0,
-        "lag_quarantine_blocks": 50,
-        "health_check_interval_s": 0.5,
-        "log_blocks": False,
-    }
+def soak_feed_config(block_time_s: float) -> FeedConfig:
+    """The fast-timings profile for ``block_time_s`` blocks on loopback (defaults are for 12 s),
+    with a short quarantine and a wide lag allowance for the soak's long fault schedule."""
+    return FeedConfig.for_block_time(block_time_s, quarantine_s=20 * block_time_s,
+                                     lag_quarantine_blocks=50, log_blocks=False)
 
 
 async def follow(args: argparse.Namespace) -> None:
     """``--role feed``: the measured process. Progress every second; stdin EOF stops it."""
     verifier = Verifier()
     store = open_store(args.state)
-    feed = BlockFeed(args.endpoints, store=store, **soak_feed_options(args.block_time))
+    feed = BlockFeed(args.endpoints, soak_feed_config(args.block_time), store=store)
     feed.subscribe(verifier.on_block, name="soak-verifier", maxsize=100_000)
     commands = await stdin_lines()
     try:

@@ -27,3 +27,14 @@ def test_network_tables_agree() -> None:
 
     assert dict(config.NETWORK_ENDPOINTS) == dict(NETWORKS)
     assert {"finney", "test", "archive", "local"} <= set(NETWORKS)
+
+
+def test_feed_config_is_public_and_is_what_the_feed_holds() -> None:
+    """FeedConfig is exported at the top level, and a feed exposes the frozen one it runs on."""
+    from blockfeed import BlockFeed, FeedConfig
+
+    assert "FeedConfig" in blockfeed.__all__
+    config = FeedConfig.for_block_time(0.5)
+    feed = BlockFeed(["ws://127.0.0.1:9"], config, log_blocks=False)
+    assert feed.config == config.replace(log_blocks=False)
+    assert feed.config.block_time_s == 0.5 and config.log_blocks

@@ -10,7 +10,7 @@ from blockfeed.errors import (
     SubscriberLagged,
     VerificationError,
 )
-from blockfeed.feed import BlockFeed, FeedStatus
+from blockfeed.feed import BlockFeed, FeedConfig, FeedStatus
 from blockfeed.store import CheckpointStore, open_store
 from blockfeed.types import Block, FeedEvent, Header, Mode, Source
 
@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "EpochMonitor",
     "EpochSchedule",
+    "FeedConfig",
     "FeedEvent",
     "FeedStatus",
     "Header",

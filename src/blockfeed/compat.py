@@ -87,7 +87,8 @@ async def subscribe_block_headers(
     ``url`` is one endpoint or a list (best first); ``network`` a name (``finney``, ``test``,
     ``archive``, ``local``); neither means ``finney``. ``feed`` is an already started
     :class:`~blockfeed.BlockFeed` to read from instead (its lifetime stays yours); other keyword
-    arguments (``start_at=``, ``store=``, ``block_time_s=``...) go to the ``BlockFeed`` built here.
+    arguments (``start_at=``, ``store=``, ``config=``, any :class:`~blockfeed.FeedConfig` field
+    such as ``block_time_s=``) go to the ``BlockFeed`` built here.
     ``ignore_decoding_errors`` is accepted for compatibility and has no effect: nothing is decoded.
 
     Raises ``ValueError`` for what blockfeed cannot do (``finalized_only=False``,

@@ -18,7 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -30,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from blockfeed import defaults
 from blockfeed.errors import ConfigError
 from blockfeed.feed.endpoints import NETWORKS
 
@@ -38,14 +39,17 @@ CONFIG_FILE_ENV = "BLOCKFEED_CONFIG"
 MEMORY_STATE = ":memory:"
 """``--state :memory:`` keeps nothing on disk (no checkpoint survives a restart)."""
 
+if TYPE_CHECKING:
+    from blockfeed.feed.config import FeedConfig
+
 DEFAULT_NETWORK = "finney"
 NETWORK_ENDPOINTS: Mapping[str, str] = NETWORKS
 """Where a network name points when no endpoint is given (the feed's own table)."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-DEFAULT_BLOCK_TIME_S = 12.0
-DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_BLOCK_TIME_S = defaults.BLOCK_TIME_S
+DEFAULT_EPOCH_LENGTH = defaults.EPOCH_LENGTH
 DEFAULT_REDIS_STREAM = "blockfeed:finalized"
 """The same key ``blockfeed consume`` reads by default (``blockfeed.redis.DEFAULT_STREAM``)."""
 DEFAULT_REDIS_MAXLEN = 100_000
@@ -260,6 +264,13 @@ class Settings(BaseSettings):
         from blockfeed.store.paths import default_state_path
 
         return str(default_state_path())
+
+    def feed_config(self) -> FeedConfig:
+        """The feed's tuning from these settings (the only place ``serve`` builds it)."""
+        from blockfeed.feed.config import FeedConfig
+
+        return FeedConfig(block_time_s=self.block_time_s, epoch_length=self.epoch_length,
+                          contents=self.contents)
 
     def ready_age_limit_s(self) -> float:
         """How old the last block may be before /ready reports 503."""

@@ -31,7 +31,7 @@ import signal
 import sys
 from typing import Any
 
-from blockfeed import Block, BlockFeed
+from blockfeed import Block, BlockFeed, FeedConfig
 from blockfeed.epochs import EpochMonitor, EpochSchedule, TriggerContext
 from blockfeed.feed import FeedSubscription
 from blockfeed.store import open_store
@@ -76,18 +76,6 @@ def on_trigger(context: TriggerContext) -> None:
           "block": context.block_number, "late": context.late})
 
 
-def feed_options(block_time_s: float) -> dict[str, Any]:
-    """Timeouts suited to a fast devnode chain (the defaults are for 12 s blocks)."""
-    return {
-        "block_time_s": block_time_s,
-        "reconnect_initial_s": 0.05,
-        "reconnect_cap_s": 1.0,
-        "http_timeout_s": 1.0,
-        "open_timeout_s": 1.0,
-        "log_blocks": False,
-    }
-
-
 async def run(args: argparse.Namespace) -> None:
     store = open_store(args.state)
     checkpoint = store.checkpoint()
@@ -97,8 +85,11 @@ async def run(args: argparse.Namespace) -> None:
     monitor = EpochMonitor(schedule, store, block_time_s=args.block_time)
     monitor.at_block(CONSENSUS, args.consensus_at, on_trigger)
     monitor.on_epoch_start(EPOCH_START, on_trigger)
-    feed = BlockFeed([args.endpoint], store=store, epoch_length=args.epoch_length,
-                     **feed_options(args.block_time))
+    # The shared fast profile, with the roomier timeouts this test always had (a killed and
+    # restarted worker competes with its own replacement for the cores).
+    config = FeedConfig.for_block_time(args.block_time, epoch_length=args.epoch_length,
+                                       http_timeout_s=1.0, open_timeout_s=1.0, log_blocks=False)
+    feed = BlockFeed([args.endpoint], config, store=store)
     Printer(args.io_delay_s).attach(feed, maxsize=args.queue)
     monitor.attach(feed)
     stop = asyncio.Event()

@@ -17,7 +17,6 @@ the same choices; the timing is real).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 import os
 import random
@@ -29,7 +28,7 @@ from typing import Any
 import pytest
 from durability_kit import WAIT_S, LineProcess, python_argv
 
-from blockfeed import BlockFeed
+from blockfeed import FeedConfig
 from blockfeed.cli.watch import SAVE_BATCH_BLOCKS
 from blockfeed.devnode import DevNode, DevNodeConfig
 from blockfeed.store import open_store
@@ -48,7 +47,7 @@ EARLY_KILL_SHARE = 0.2
 run that is already delivering."""
 MAX_STARTUP_KILL_S = 1.0
 MAX_RUNNING_KILL_S = 1.0
-FEED_RANGE_CHUNK: int = inspect.signature(BlockFeed).parameters["range_chunk"].default
+FEED_RANGE_CHUNK: int = FeedConfig().range_chunk
 """The most blocks the feed hands out in one step (one backfill answer): a save in flight can
 miss at most the blocks delivered while it runs, which is one such step at the very worst."""
 WORKER = Path(__file__).resolve().parent / "crash_worker.py"

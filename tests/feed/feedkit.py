@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from blockfeed import Block, BlockFeed, FeedEvent
+from blockfeed import Block, BlockFeed, FeedConfig, FeedEvent
 from blockfeed.devnode import DevNode, DevNodeConfig
+from blockfeed.store import CheckpointStore
 
 T = 0.1
 """Block time of the test chains (seconds)."""
@@ -26,21 +27,9 @@ def node_config(**overrides: Any) -> DevNodeConfig:
     return DevNodeConfig(**base)
 
 
-def feed_options(**overrides: Any) -> dict[str, Any]:
-    """BlockFeed options suited to T = 0.1 s."""
-    base: dict[str, Any] = {
-        "block_time_s": T,
-        "reconnect_initial_s": 0.05,
-        "reconnect_cap_s": 1.0,
-        "http_timeout_s": 0.5,
-        "open_timeout_s": 0.5,
-        "ping_interval_s": 0.3,
-        "ping_timeout_s": 0.3,
-        "health_check_interval_s": 0.5,
-        "log_blocks": False,
-    }
-    base.update(overrides)
-    return base
+def feed_config(**overrides: Any) -> FeedConfig:
+    """The shared fast-timings profile for T = 0.1 s, quiet (no per-block log lines)."""
+    return FeedConfig.for_block_time(T, **{"log_blocks": False, **overrides})
 
 
 @dataclass
@@ -161,11 +150,14 @@ class FinalityClock:
 
 @contextlib.asynccontextmanager
 async def running(
-    *nodes: DevNode, collector: Collector | None = None, **options: Any
+    *nodes: DevNode, collector: Collector | None = None, store: CheckpointStore | None = None,
+    start_at: int | None = None, **settings: Any,
 ) -> AsyncIterator[tuple[BlockFeed, Collector]]:
-    """A started feed on ``nodes`` with a collector subscribed (callback) and hooked (events)."""
+    """A started feed on ``nodes`` with a collector subscribed (callback) and hooked (events);
+    ``settings`` are FeedConfig fields over the fast profile."""
     collector = collector or Collector()
-    feed = BlockFeed([n.ws_url for n in nodes], **feed_options(**options))
+    feed = BlockFeed([n.ws_url for n in nodes], feed_config(**settings), store=store,
+                     start_at=start_at)
     feed.subscribe(collector.on_block, name="collector", maxsize=100_000)
     feed.add_event_hook(collector.on_event)
     async with feed:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from feedkit import WAIT_S, Collector, T, assert_sound, feed_options, node_config, running
+from feedkit import WAIT_S, Collector, T, assert_sound, feed_config, node_config, running
 
 from blockfeed import BlockFeed, SubscriberLagged
 from blockfeed.devnode import DevNode
@@ -101,7 +101,7 @@ async def test_iterator_acknowledges_by_asking_or_aclose(tmp_path: Path) -> None
         runs: list[list[int]] = []
         saved_after_aclose = None
         for how in ("break", "aclose"):
-            async with BlockFeed([node.ws_url], store=store, **feed_options()) as feed:
+            async with BlockFeed([node.ws_url], store=store, config=feed_config()) as feed:
                 it = feed.blocks(name=how)
                 got: list[int] = []
                 async with asyncio.timeout(WAIT_S):
@@ -157,7 +157,7 @@ async def test_subscriber_past_the_lag_limit_is_cut_off_and_releases_the_checkpo
     moves on for everyone else."""
     store = open_store(":memory:", window=10)
     async with DevNode(node_config()) as node:
-        feed = BlockFeed([node.ws_url], store=store, lag_limit_blocks=8, **feed_options())
+        feed = BlockFeed([node.ws_url], store=store, config=feed_config(lag_limit_blocks=8))
         seen = Collector()
         feed.subscribe(seen.on_block, name="collector")
         async with feed:

@@ -8,7 +8,7 @@ import logging
 import re
 
 import pytest
-from feedkit import Collector, assert_sound, feed_options, node_config, running
+from feedkit import Collector, assert_sound, feed_config, node_config, running
 
 from blockfeed import BlockFeed, ConfigError, Mode, Source, StoreError, SubscriberLagged
 from blockfeed.devnode import DevNode
@@ -65,7 +65,7 @@ def test_bad_configuration_is_a_clear_error(args, kwargs, match) -> None:  # typ
 async def test_async_for_yields_consecutive_blocks_and_iterators_are_independent() -> None:
     """Two ``async for`` loops each get every block, in order; leaving one unregisters it."""
     async with DevNode(node_config()) as node:
-        feed = BlockFeed([node.ws_url], **feed_options())
+        feed = BlockFeed([node.ws_url], config=feed_config())
         async with feed:
             first = feed.blocks(name="first")
             got_a: list[int] = []
@@ -179,7 +179,7 @@ async def test_store_of_another_chain_is_refused() -> None:
     store.bind_chain("0x" + "ab" * 32)
     async with DevNode(node_config()) as node:
         with pytest.raises(StoreError):
-            async with BlockFeed([node.ws_url], store=store, **feed_options()):
+            async with BlockFeed([node.ws_url], store=store, config=feed_config()):
                 pass
     store.close()
 
@@ -237,7 +237,7 @@ async def test_logs_have_the_known_shape_and_no_secrets(caplog: pytest.LogCaptur
     caplog.set_level(logging.INFO, logger="blockfeed")
     async with DevNode(node_config()) as node:
         url = f"ws://127.0.0.1:{node.port}/ws/{SECRET}"
-        feed = BlockFeed([url], **feed_options(log_blocks=True, emoji=None))
+        feed = BlockFeed([url], config=feed_config(log_blocks=True, emoji=None))
         seen = Collector()
         feed.subscribe(seen.on_block)
         feed.add_event_hook(seen.on_event)
@@ -261,7 +261,7 @@ async def test_logs_have_the_known_shape_and_no_secrets(caplog: pytest.LogCaptur
 async def test_event_hook_errors_are_isolated() -> None:
     """A raising event hook is logged; other hooks and the feed carry on."""
     async with DevNode(node_config()) as node:
-        feed = BlockFeed([node.ws_url], **feed_options())
+        feed = BlockFeed([node.ws_url], config=feed_config())
         seen = Collector()
         feed.subscribe(seen.on_block)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedkit import WAIT_S, Collector, assert_sound, feed_options, node_config
+import pytest
+from feedkit import WAIT_S, Collector, assert_sound, feed_config, node_config
 
 from blockfeed import BlockFeed, Mode
 from blockfeed.devnode import DevNode
@@ -60,7 +61,7 @@ async def test_feed_builds_every_client_through_its_connector() -> None:
     connector = RecordingConnector()
     async with DevNode(node_config()) as node:
         collector = Collector()
-        feed = BlockFeed([node.ws_url], connector=connector, **feed_options())
+        feed = BlockFeed([node.ws_url], connector=connector, config=feed_config())
         feed.subscribe(collector.on_block, name="collector")
         async with feed:
             await collector.wait_past(node.chain.finalized_number + 3)
@@ -69,7 +70,8 @@ async def test_feed_builds_every_client_through_its_connector() -> None:
     assert connector.http_urls == [node.http_url]
     assert [url for url, _ in connector.socket_opens] == [node.ws_url]
     options = connector.socket_opens[0][1]
-    assert options.open_timeout_s == 0.5 and options.ping_interval_s == 0.3
+    assert options.open_timeout_s == pytest.approx(0.5)
+    assert options.ping_interval_s == pytest.approx(0.3)
     assert options.on_malformed is not None
     assert "chain_getBlockHash" in connector.methods  # the chain's identity, over that client
     assert connector.methods[-1] == "aclose"  # the feed closed what it was given
@@ -80,7 +82,7 @@ async def test_sockets_refused_by_the_connector_leave_polling() -> None:
     connector = RecordingConnector(refuse_sockets=True)
     async with DevNode(node_config()) as node:
         collector = Collector()
-        feed = BlockFeed([node.ws_url], connector=connector, **feed_options())
+        feed = BlockFeed([node.ws_url], connector=connector, config=feed_config())
         feed.subscribe(collector.on_block, name="collector")
         async with feed:
             await collector.wait_past(node.chain.finalized_number + 3, timeout_s=WAIT_S)

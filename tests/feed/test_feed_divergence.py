@@ -11,7 +11,7 @@ import asyncio
 import itertools
 
 import pytest
-from feedkit import WAIT_S, Collector, feed_options, node_config
+from feedkit import WAIT_S, Collector, feed_config, node_config
 
 from blockfeed import BlockFeed, Mode
 from blockfeed.devnode import DevNode
@@ -30,7 +30,7 @@ async def test_replaced_chain_stops_the_feed_with_one_chain_diverged(genesis: st
     seen = Collector()
     async with DevNode(node_config(start_block=1)) as node:
         node.advance(200)
-        feed = BlockFeed([node.ws_url], **feed_options())
+        feed = BlockFeed([node.ws_url], config=feed_config())
         feed.subscribe(seen.on_block, name="collector")
         feed.add_event_hook(seen.on_event)
         with pytest.raises(ChainDiverged) as raised:
@@ -58,7 +58,7 @@ async def test_follow_policy_goes_on_with_the_new_chain_and_records_the_reset(tm
     try:
         async with DevNode(node_config(start_block=300)) as node:
             feed = BlockFeed([node.ws_url], store=store, on_divergence="follow",
-                             **feed_options())
+                             config=feed_config())
             feed.subscribe(seen.on_block, name="collector")
             feed.add_event_hook(seen.on_event)
             async with feed:

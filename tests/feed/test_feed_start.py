@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from feedkit import Collector, assert_sound, feed_options, node_config, running
+from feedkit import Collector, assert_sound, feed_config, node_config, running
 
 from blockfeed import BlockFeed
 from blockfeed.devnode import DevNode
@@ -20,7 +20,7 @@ async def test_start_below_history_is_unavailable_visible_and_retried(
     caplog.set_level(logging.INFO, logger="blockfeed")
     async with DevNode(node_config()) as node:
         first_real = node_config().start_block
-        feed = BlockFeed([node.ws_url], start_at=first_real - 5_000, **feed_options())
+        feed = BlockFeed([node.ws_url], start_at=first_real - 5_000, config=feed_config())
         seen = Collector()
         feed.subscribe(seen.on_block)
         feed.add_event_hook(seen.on_event)
@@ -58,7 +58,7 @@ async def test_head_start_checks_the_first_block_on_the_second_endpoint() -> Non
     """Two honest endpoints: before the first block is delivered, both were asked for its hash
     by number (chain_getBlockHash), and they agreed."""
     async with DevNode(node_config()) as a, DevNode(node_config()) as b:
-        feed = BlockFeed([a.ws_url, b.ws_url], **feed_options())
+        feed = BlockFeed([a.ws_url, b.ws_url], config=feed_config())
         seen = Collector()
         asked: dict[str, int] = {}
 

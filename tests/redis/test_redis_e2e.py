@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable
-from typing import Any
 
 import pytest
 from redis_helpers import stream_blocks, wait_until
 
 from blockfeed.devnode import DevNode, DevNodeConfig
-from blockfeed.feed import BlockFeed
+from blockfeed.feed import BlockFeed, FeedConfig
 from blockfeed.redis import RedisPublisher, consume
 from blockfeed.types import Block
 from conftest import RedisServer
@@ -24,21 +23,6 @@ WAIT_S = 30.0
 
 def fast_retries() -> Iterable[float]:
     return itertools.repeat(0.05)
-
-
-def feed_options() -> dict[str, Any]:
-    """BlockFeed options for T = 0.1 s (as the feed's own integration tests use)."""
-    return {
-        "block_time_s": T,
-        "reconnect_initial_s": 0.05,
-        "reconnect_cap_s": 1.0,
-        "http_timeout_s": 0.5,
-        "open_timeout_s": 0.5,
-        "ping_interval_s": 0.3,
-        "ping_timeout_s": 0.3,
-        "health_check_interval_s": 0.5,
-        "log_blocks": False,
-    }
 
 
 async def test_two_feeds_publish_one_stream_through_node_faults(
@@ -55,7 +39,8 @@ async def test_two_feeds_publish_one_stream_through_node_faults(
     async with DevNode(config) as node:
         await node.wait_for_finalized(config.start_block + 5, timeout_s=WAIT_S)
         start = node.chain.finalized_number
-        feeds = [BlockFeed([node.ws_url], start_at=start, **feed_options()) for _ in range(2)]
+        fast = FeedConfig.for_block_time(T, log_blocks=False)
+        feeds = [BlockFeed([node.ws_url], fast, start_at=start) for _ in range(2)]
         publishers = [
             RedisPublisher(redis_server.url, stream_name, reconnect_delays=fast_retries)
             for _ in range(2)

@@ -19,6 +19,7 @@ from typing import Annotated, TextIO
 import typer
 from redis.exceptions import RedisError
 
+from blockfeed import defaults
 from blockfeed.cli._output import BlockPrinter, fail
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import BlockfeedError, ConfigError
@@ -32,7 +33,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_EPOCH_LENGTH = defaults.EPOCH_LENGTH
 GROUP_READ_COUNT = 10
 """Blocks a group reader takes at once: they are its own until acknowledged (or it restarts)."""
 REDIS_URL_ENV_VAR = "BLOCKFEED_REDIS_URL"

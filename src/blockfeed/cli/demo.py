@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from blockfeed import defaults
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.errors import ConfigError, StoreError
 from blockfeed.feed.logs import emoji_wanted
@@ -32,7 +33,7 @@ DEFAULT_BLOCK_TIME_S = 1.0
 SCENARIO_BLOCK_TIME_S = 1.0
 """demo.json's times are seconds at 1 s blocks."""
 QUIET_BLOCKS_BETWEEN_RUNS = 15
-EPOCH_LENGTH = 360
+EPOCH_LENGTH = defaults.EPOCH_LENGTH
 MIN_BLOCK_TIME_S = 0.05
 SEED = 7
 EXIT_BAD_INPUT = 2
@@ -140,7 +141,7 @@ def demo(
 async def _run(*, duration_s: float | None, port: int, block_time_s: float, host: str) -> None:
     from blockfeed.devnode import DevNode, DevNodeConfig
     from blockfeed.devnode.scenario import scenario_duration_s
-    from blockfeed.feed import BlockFeed
+    from blockfeed.feed import BlockFeed, FeedConfig
     from blockfeed.gateway import GatewayOptions, create_app
     from blockfeed.gateway.server import GatewayStartError, running_server, tune_gc_for_fanout
     from blockfeed.store import open_store
@@ -159,13 +160,9 @@ async def _run(*, duration_s: float | None, port: int, block_time_s: float, host
             )
             store = open_store(str(Path(tmp) / "state.sqlite"))
             stack.callback(store.close)
-            feed = BlockFeed(
-                [node.ws_url],
-                store=store,
-                block_time_s=block_time_s,
-                epoch_length=EPOCH_LENGTH,
-                emoji=printer.fancy,
-            )
+            config = FeedConfig(block_time_s=block_time_s, epoch_length=EPOCH_LENGTH,
+                                emoji=printer.fancy)
+            feed = BlockFeed([node.ws_url], config, store=store)
             app = create_app(
                 feed=feed,
                 store=store,

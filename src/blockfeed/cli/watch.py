@@ -24,12 +24,13 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
+from blockfeed import defaults
 from blockfeed.cli._output import BlockPrinter, fail, fail_on
 from blockfeed.cli._progress import report_catch_up
 from blockfeed.cli._signals import install_stop_signals
 from blockfeed.contents import ContentsLevel, EventFilter, json_safe, parse_level
 from blockfeed.errors import BlockfeedError, ChainDiverged, ConfigError
-from blockfeed.feed import BlockFeed, build_endpoints
+from blockfeed.feed import BlockFeed, FeedConfig, build_endpoints
 from blockfeed.feed.endpoints import network_url
 from blockfeed.store import CheckpointStore, open_store
 from blockfeed.types import Block, FeedEvent, Mode
@@ -41,7 +42,7 @@ EXIT_DIVERGED = 3
 """Every endpoint serves another chain than the one delivered (``--on-divergence exit``)."""
 EXIT_INTERRUPTED = 130
 DEFAULT_NETWORK = "finney"
-DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_EPOCH_LENGTH = defaults.EPOCH_LENGTH
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 SUBSCRIPTION_MAXSIZE = 100_000
 """Blocks are small; a deep queue means a burst of backfill never overflows while printing."""
@@ -126,10 +127,7 @@ async def _watch(options: WatchOptions, out: TextIO) -> int:
 async def _follow(
     options: WatchOptions, out: TextIO, store: CheckpointStore | None, deadline: float
 ) -> int:
-    feed = BlockFeed(
-        options.endpoints,
-        start_at=options.start_at,
-        store=store,
+    config = FeedConfig(
         block_time_s=options.block_time_s,
         epoch_length=options.epoch_length,
         on_divergence=options.on_divergence,
@@ -137,6 +135,7 @@ async def _follow(
         startup_timeout_s=max(0.1, min(10.0, deadline - time.monotonic())),
         contents=options.contents,
     )
+    feed = BlockFeed(options.endpoints, config, start_at=options.start_at, store=store)
     printer = BlockPrinter(out, json_lines=options.json_lines, epoch_length=options.epoch_length)
     stop = asyncio.Event()
     first_block = asyncio.Event()

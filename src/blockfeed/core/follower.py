@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from blockfeed import defaults
 from blockfeed.codec import block_hash
 from blockfeed.core.actions import (
     Action,
@@ -111,7 +112,7 @@ class FollowerConfig:
     learned value, within absolute bounds only.
     """
 
-    block_time_s: float = 12.0
+    block_time_s: float = defaults.BLOCK_TIME_S
     """The block time assumed until intervals are learned (a hint or the declared slot)."""
     deadline_factor: float = 1.5
     """A socket silent for ``deadline_factor x T`` is checked with one HTTP probe."""

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from blockfeed import defaults
 from blockfeed.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 0
 """The Python API picks a free port by default; the CLI defaults to 9944 like a real node."""
-DEFAULT_BLOCK_TIME_S = 12.0
+DEFAULT_BLOCK_TIME_S = defaults.BLOCK_TIME_S
 MIN_BLOCK_TIME_S = 0.05
 MIN_SLOT_DURATION_S = 0.001
 """Aura's slot duration is whole milliseconds on the wire."""

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
 
+from blockfeed import defaults
 from blockfeed.core.backoff import backoff
 from blockfeed.epochs.schedule import EpochSchedule, EpochSpan, Schedule
 from blockfeed.errors import BlockfeedError, ConfigError, MalformedFrame, RpcError, StoreError
@@ -57,7 +58,7 @@ from blockfeed.types import Block, FeedEvent
 
 logger = logging.getLogger("blockfeed.epochs")
 
-DEFAULT_BLOCK_TIME_S = 12.0
+DEFAULT_BLOCK_TIME_S = defaults.BLOCK_TIME_S
 DEFAULT_LATE_AFTER_BLOCKS = 3
 DEFAULT_MAX_LATE_EPOCHS = 2
 DEFAULT_MAX_ATTEMPTS = 5

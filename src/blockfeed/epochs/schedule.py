@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from blockfeed import defaults
 from blockfeed.errors import ConfigError
 
-DEFAULT_EPOCH_LENGTH = 360
+DEFAULT_EPOCH_LENGTH = defaults.EPOCH_LENGTH
 """Bittensor's classic epoch: 360 blocks of 12 s (72 minutes)."""
 
 

@@ -61,14 +61,13 @@ from types import TracebackType
 from typing import Any
 
 from blockfeed.codec import header_from_json
-from blockfeed.contents import ContentsLevel, contents_stage, filtered_callback
+from blockfeed.contents import contents_stage, filtered_callback
 from blockfeed.core import (
     CheckChain,
     CloseSocket,
     Connect,
     FetchRange,
     Follower,
-    FollowerConfig,
     Poll,
     Probe,
     Subscribe,
@@ -86,10 +85,11 @@ from blockfeed.errors import (
     VerificationError,
 )
 from blockfeed.feed.budget import RequestBudget
+from blockfeed.feed.config import DEFAULT_LAG_LIMIT_BLOCKS, FeedConfig
 from blockfeed.feed.endpoints import Endpoint, build_endpoints, network_url
 from blockfeed.feed.logs import FeedLog
 from blockfeed.feed.status import FeedStatus
-from blockfeed.feed.subscribers import DEFAULT_MAXSIZE, FeedSubscription
+from blockfeed.feed.subscribers import FeedSubscription
 from blockfeed.rpc import methods
 from blockfeed.rpc.connector import (
     Connector,
@@ -104,26 +104,16 @@ from blockfeed.util.redact import redact_url
 
 logger = logging.getLogger("blockfeed")
 
-DEFAULT_BLOCK_TIME_S = 12.0
-"""The prior when the feed is told nothing and the runtime declares no slot duration."""
-DIVERGENCE_POLICIES = ("exit", "follow")
 SLOT_DURATION_APIS = (("AuraApi_slot_duration", "Aura"), ("BabeApi_configuration", "BABE"))
 """Runtime calls whose SCALE answer starts with the slot duration in ms (u64, little-endian)."""
 RATE_LIMIT_PAUSE_BLOCKS = 1.0
 """A JSON-RPC rate-limit error carries no Retry-After: pause the channel this many T."""
-DEFAULT_EPOCH_LENGTH = 360
-DEFAULT_STARTUP_TIMEOUT_S = 10.0
-DEFAULT_MAX_FRAME_BYTES = 2**20
 CLOSE_TIMEOUT_CAP_S = 2.0
 """A half-open socket never answers the close handshake; do not wait on it for long."""
 DEFAULT_HTTP_CLIENT_TIMEOUT_S = 10.0
 """Only the ceiling: every request the feed sends carries its own T-scaled timeout."""
 RECENT_EVENTS_KEPT = 50
 RECENT_BLOCKS_KEPT = 1024
-DEFAULT_LAG_LIMIT_BLOCKS = 10_000
-"""A subscriber that fell behind (or was closed) holds the checkpoint, and so the unsaved
-blocks in memory, until it is this many blocks behind (or the store's window, or its own queue
-size, if larger); then it is cut off."""
 GENESIS_RETRY_CAP_S = 10.0
 FINALIZED_HEADS = ("chain_subscribeFinalizedHeads", "chain_finalizedHead",
                    "chain_unsubscribeFinalizedHeads")
@@ -146,10 +136,6 @@ class _SocketRun:
         self.ws: SocketClient | None = None
 
 
-def _default_timeout(block_time_s: float, *, low: float, high: float, factor: float) -> float:
-    return min(high, max(low, factor * block_time_s))
-
-
 class BlockFeed:
     """Every finalized block, exactly once, in order, parent-linked, through any fault.
 
@@ -169,112 +155,39 @@ class BlockFeed:
     def __init__(
         self,
         endpoints: str | Sequence[str],
+        config: FeedConfig | None = None,
         *,
-        start_at: int | None = None,
         store: CheckpointStore | None = None,
-        block_time_s: float | None = None,
-        epoch_length: int = DEFAULT_EPOCH_LENGTH,
+        start_at: int | None = None,
         http_endpoints: Sequence[str | None] | None = None,
-        hedge: bool = True,
-        subscriber_maxsize: int = DEFAULT_MAXSIZE,
-        reconnect_initial_s: float = 0.5,
-        reconnect_cap_s: float = 30.0,
-        http_retry_cap_s: float | None = None,
-        open_timeout_s: float | None = None,
-        http_timeout_s: float | None = None,
-        ping_interval_s: float | None = None,
-        ping_timeout_s: float | None = None,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-        range_chunk: int = 500,
-        quarantine_s: float = 300.0,
-        lag_quarantine_blocks: int = 16,
-        health_check_interval_s: float | None = None,
-        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
-        lag_limit_blocks: int | None = None,
-        emoji: bool | None = None,
-        log_blocks: bool = True,
-        follower_config: FollowerConfig | None = None,
-        on_divergence: str = "exit",
-        contents: str | ContentsLevel | None = None,
         connector: Connector | None = None,
+        **settings: Any,
     ) -> None:
-        """``block_time_s`` is a hint (None: auto): the feed starts from the runtime's declared
-        slot duration when the node answers, else the hint (else 12 s), and then follows the
-        block time it observes, with no clamp relative to either. Timeouts left as None scale
-        with the *learned* block time T (socket open: 0.5 T within 1-10 s; HTTP and socket
-        requests: 0.5 T within 0.5-10 s; pings: 1 T within 0.5-20 s), as do the HTTP retry cap
-        and the idle-endpoint checks (see :class:`~blockfeed.core.FollowerConfig`).
+        """``config`` holds every tuning value (:class:`~blockfeed.feed.config.FeedConfig`;
+        default: ``FeedConfig()``, the finney setup); ``settings`` are FeedConfig field names
+        applied on top of it (``BlockFeed(urls, block_time_s=0.5, log_blocks=False)``), an
+        unknown name being a :class:`ConfigError`. :attr:`config` is the frozen result.
 
-        ``on_divergence``: what to do when every endpoint proves to serve another chain than
-        the one delivered (a dev chain restarted from scratch, another genesis): ``"exit"``
-        stops the feed with :class:`~blockfeed.errors.ChainDiverged`; ``"follow"`` records
-        the reset in the store (history kept) and goes on from the new chain's finalized head.
-
-        ``lag_limit_blocks``: a subscriber that fell behind holds the checkpoint until it is
-        this many blocks behind, then gets ``SubscriberLagged`` (None: 10,000 or the store's
-        window, whichever is larger). ``follower_config`` replaces every tuning value of the
-        core at once (advanced use).
-
-        ``connector`` builds every RPC client the feed uses (default: the real network,
-        :class:`~blockfeed.rpc.connector.NetworkConnector`); ``blockfeed.testing`` has an
-        in-memory one.
+        ``start_at`` is the first block number to deliver (default: the store's checkpoint + 1,
+        else the chain's finalized head). ``connector`` builds every RPC client the feed uses
+        (default: the real network, :class:`~blockfeed.rpc.connector.NetworkConnector`);
+        ``blockfeed.testing`` has an in-memory one.
         """
-        if block_time_s is not None and (
-            isinstance(block_time_s, bool) or not isinstance(block_time_s, int | float)
-            or not block_time_s > 0
-        ):
-            raise ConfigError(f"block_time_s must be a positive number or None (auto), got "
-                              f"{block_time_s!r}")
-        if on_divergence not in DIVERGENCE_POLICIES:
-            raise ConfigError(f"on_divergence must be one of {', '.join(DIVERGENCE_POLICIES)}, "
-                              f"got {on_divergence!r}")
-        if isinstance(epoch_length, bool) or not isinstance(epoch_length, int) or epoch_length < 1:
-            raise ConfigError(f"epoch_length must be a positive integer, got {epoch_length!r}")
+        base = FeedConfig() if config is None else config
+        if not isinstance(base, FeedConfig):
+            raise ConfigError(f"config must be a FeedConfig, got {type(base).__name__}")
+        cfg = self._config = base.replace(**settings) if settings else base
         if start_at is not None and (
             isinstance(start_at, bool) or not isinstance(start_at, int) or start_at < 0
         ):
             raise ConfigError(f"start_at must be a block number >= 0, got {start_at!r}")
-        if isinstance(subscriber_maxsize, bool) or subscriber_maxsize < 1:
-            raise ConfigError("subscriber_maxsize must be at least 1")
-        if lag_limit_blocks is not None and (
-            isinstance(lag_limit_blocks, bool) or not isinstance(lag_limit_blocks, int)
-            or lag_limit_blocks < 1
-        ):
-            raise ConfigError(f"lag_limit_blocks must be a positive integer, got "
-                              f"{lag_limit_blocks!r}")
         self._endpoints = build_endpoints(endpoints, http_endpoints)
         self._by_label: dict[str, Endpoint] = {ep.label: ep for ep in self._endpoints}
         self._start_at = start_at
         self._store = store
-        self._block_time_hint_s = None if block_time_s is None else float(block_time_s)
-        prior_s = self._block_time_hint_s or DEFAULT_BLOCK_TIME_S
-        self._on_divergence = on_divergence
-        self._epoch_length = epoch_length
-        self._subscriber_maxsize = subscriber_maxsize
-        self._open_timeout_given_s = open_timeout_s
-        self._http_timeout_given_s = http_timeout_s
-        self._ping_interval_given_s = ping_interval_s
-        self._ping_timeout_given_s = ping_timeout_s
-        self._max_frame_bytes = max_frame_bytes
-        self._startup_timeout_s = startup_timeout_s
-        self._log_blocks = log_blocks
         self._connector: Connector = NetworkConnector() if connector is None else connector
-        try:
-            self._config = follower_config or FollowerConfig(
-                block_time_s=prior_s,
-                hedge=hedge,
-                reconnect_initial_s=reconnect_initial_s,
-                reconnect_cap_s=reconnect_cap_s,
-                http_retry_initial_s=min(0.2, prior_s),
-                http_retry_cap_s=http_retry_cap_s,
-                range_chunk=range_chunk,
-                quarantine_s=quarantine_s,
-                lag_quarantine_blocks=lag_quarantine_blocks,
-                health_check_interval_s=health_check_interval_s,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        self._log = FeedLog(epoch_length=epoch_length, emoji=emoji, clock=self._now)
+        self._core_config = cfg.follower_config()
+        self._log = FeedLog(epoch_length=cfg.epoch_length, emoji=cfg.emoji, clock=self._now)
 
         # runtime state (created in __aenter__)
         self._follower: Follower | None = None
@@ -296,7 +209,7 @@ class BlockFeed:
         self._unsaved: list[Block] = []
         self._saved_through: int | None = None
         self._save_lock = asyncio.Lock()
-        self._lag_limit_blocks = lag_limit_blocks or max(
+        self._lag_limit_blocks = cfg.lag_limit_blocks or max(
             DEFAULT_LAG_LIMIT_BLOCKS, 0 if store is None else int(store.window)
         )
         self._last_block: Block | None = None
@@ -311,7 +224,7 @@ class BlockFeed:
 
         # contents="timestamp"|"events"|"full": verified blocks are enriched before delivery.
         self._contents = contents_stage(
-            contents, store=store, deliver=self._deliver, on_event=self._emit_event,
+            cfg.contents, store=store, deliver=self._deliver, on_event=self._emit_event,
             rpcs=lambda: [(ep.label, self._http[ep.label]) for ep in self._endpoints
                           if ep.label in self._http])
 
@@ -321,29 +234,30 @@ class BlockFeed:
     def _block_interval_s(self) -> float:
         """The learned block time (the prior until the follower exists)."""
         follower = self._follower
-        return self._config.block_time_s if follower is None else follower.block_interval_s
+        return self._core_config.block_time_s if follower is None else follower.block_interval_s
 
     @property
     def _open_timeout_s(self) -> float:
-        return self._open_timeout_given_s or _default_timeout(
-            self._block_interval_s, low=1.0, high=10.0, factor=0.5)
+        return self._config.open_timeout_s_for(self._block_interval_s)
 
     @property
     def _http_timeout_s(self) -> float:
-        return self._http_timeout_given_s or _default_timeout(
-            self._block_interval_s, low=0.5, high=10.0, factor=0.5)
+        return self._config.http_timeout_s_for(self._block_interval_s)
 
     @property
     def _ping_interval_s(self) -> float:
-        return self._ping_interval_given_s or _default_timeout(
-            self._block_interval_s, low=0.5, high=20.0, factor=1.0)
+        return self._config.ping_interval_s_for(self._block_interval_s)
 
     @property
     def _ping_timeout_s(self) -> float:
-        return self._ping_timeout_given_s or _default_timeout(
-            self._block_interval_s, low=0.5, high=20.0, factor=1.0)
+        return self._config.ping_timeout_s_for(self._block_interval_s)
 
     # ------------------------------------------------------------------ construction helpers
+
+    @property
+    def config(self) -> FeedConfig:
+        """Every tuning value of this feed (frozen)."""
+        return self._config
 
     @classmethod
     def for_network(cls, name: str, **kwargs: Any) -> BlockFeed:
@@ -427,7 +341,7 @@ class BlockFeed:
                 mode_seconds={"starting": max(0.0, now_wall - self._started_wall)},
                 reconnects=0, blocks_by_source={}, transitions={}, probes={},
                 malformed_frames=0,
-                block_interval_s=self._config.block_time_s,
+                block_interval_s=self._core_config.block_time_s,
                 endpoints=[{"endpoint": ep.label} for ep in self._endpoints],
                 subscribers=subscribers, recent_events=list(self._recent_events),
                 error=None if self._error is None else str(self._error),
@@ -474,7 +388,7 @@ class BlockFeed:
         self._runner = asyncio.create_task(self._run(), name="blockfeed-feed")
         ready = asyncio.create_task(self._ready.wait())
         try:
-            await asyncio.wait({ready, self._runner}, timeout=self._startup_timeout_s,
+            await asyncio.wait({ready, self._runner}, timeout=self._config.startup_timeout_s,
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
@@ -484,7 +398,7 @@ class BlockFeed:
                 raise self._error
         elif not self._ready.is_set():
             logger.warning("feed not started within %.1fs (still fetching the chain's genesis); "
-                           "continuing in the background", self._startup_timeout_s)
+                           "continuing in the background", self._config.startup_timeout_s)
         return self
 
     async def __aexit__(
@@ -577,7 +491,7 @@ class BlockFeed:
         previous = self._follower
         follower = Follower(
             [ep.label for ep in self._endpoints],
-            config=self._config,
+            config=self._core_config,
             start_number=start_number,
             anchor=anchor,
             wall_offset_s=self._wall_offset_s,
@@ -592,7 +506,7 @@ class BlockFeed:
         """Every endpoint serves another chain: stop with ``ChainDiverged`` (policy "exit"),
         or start over on the new chain (policy "follow")."""
         error = ChainDiverged(event.reason, endpoint=event.endpoint, details=event.details)
-        if self._on_divergence == "exit" or self._tg is None:
+        if self._config.on_divergence == "exit" or self._tg is None:
             self._error = error
             if self._stop is not None:
                 self._stop.set()
@@ -780,7 +694,7 @@ class BlockFeed:
                     ping_interval_s=self._ping_interval_s,
                     ping_timeout_s=self._ping_timeout_s,
                     close_timeout_s=min(CLOSE_TIMEOUT_CAP_S, self._open_timeout_s),
-                    max_frame_bytes=self._max_frame_bytes,
+                    max_frame_bytes=self._config.max_frame_bytes,
                     on_malformed=lambda _reason: self._call(
                         lambda now, f: f.on_malformed(label, now)),
                 ))
@@ -907,7 +821,7 @@ class BlockFeed:
     # ------------------------------------------------------------------ delivery
 
     def _new_subscription(self, name: str, maxsize: int | None) -> FeedSubscription:
-        size = self._subscriber_maxsize if maxsize is None else maxsize
+        size = self._config.subscriber_maxsize if maxsize is None else maxsize
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"maxsize must be a positive integer, got {size!r}")
         subscription = FeedSubscription(
@@ -965,7 +879,7 @@ class BlockFeed:
         delivered_at = time.time()
         blocks = [dataclasses.replace(block, delivered_at=delivered_at) for block in blocks]
         for block in blocks:
-            if self._log_blocks:
+            if self._config.log_blocks:
                 self._log.block(block)
             self._last_block = block
             self._recent_blocks.append(block)

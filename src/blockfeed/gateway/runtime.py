@@ -26,19 +26,14 @@ def open_state_store(settings: Settings) -> Any:
 
 
 def build_feed(settings: Settings, *, store: Any, **options: Any) -> Any:
-    """A :class:`BlockFeed` for the configured endpoints; ``options`` pass through."""
+    """A :class:`BlockFeed` for the configured endpoints, tuned by
+    :meth:`Settings.feed_config`; ``options`` (``connector=``, FeedConfig fields) pass through."""
     from blockfeed.feed import BlockFeed
 
     if settings.http_endpoints:
         options.setdefault("http_endpoints", list(settings.http_endpoints))
-    return BlockFeed(
-        settings.resolved_endpoints(),
-        store=store,
-        block_time_s=settings.block_time_s,
-        epoch_length=settings.epoch_length,
-        contents=settings.contents,
-        **options,
-    )
+    return BlockFeed(settings.resolved_endpoints(), settings.feed_config(), store=store,
+                     **options)
 
 
 def check_sinks(settings: Settings) -> None:
