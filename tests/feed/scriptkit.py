@@ -87,14 +87,15 @@ def now() -> float:
 @contextlib.asynccontextmanager
 async def running(*nodes: ScriptedNode, **options: Any
                   ) -> AsyncIterator[tuple[BlockFeed, Recorder]]:
-    """Started nodes and a started feed on them (in-memory network), a recorder subscribed."""
+    """Started nodes and a started feed on them (in-memory network), a recorder subscribed;
+    ``options`` are FeedConfig fields over the fast profile."""
     network = InMemoryNetwork(*nodes)
     recorder = Recorder()
     async with contextlib.AsyncExitStack() as stack:
         for node in nodes:
             await stack.enter_async_context(node)
-        feed = BlockFeed([n.ws_url for n in nodes], connector=network,
-                         **{**fast_config(T), **options})
+        feed = BlockFeed([n.ws_url for n in nodes], fast_config(T, **options),
+                         connector=network)
         feed.subscribe(recorder.on_block, name="recorder", maxsize=100_000)
         feed.add_event_hook(recorder.on_event)
         async with feed:

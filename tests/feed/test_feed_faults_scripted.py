@@ -376,8 +376,8 @@ async def test_restart_resumes_from_the_store_on_the_kit(tmp_path: Path) -> None
         for recorder, blocks in ((first, 20), (second, 30)):
             store = open_store(str(tmp_path / "state.sqlite"))
             try:
-                feed = BlockFeed([node.ws_url], connector=network, store=store,
-                                 **fast_config(T))
+                feed = BlockFeed([node.ws_url], fast_config(T), store=store,
+                                 connector=network)
                 feed.subscribe(recorder.on_block, name="recorder")
                 async with feed:
                     await recorder.wait_for(lambda r=recorder, n=blocks: len(r.blocks) >= n,

@@ -368,16 +368,18 @@ def test_bad_fault_options_are_refused_with_the_valid_ones_named() -> None:
         ScriptedNode("no spaces please")
 
 
-def test_fast_config_scales_with_the_block_time() -> None:
-    """fast_config(T) gives BlockFeed options that are multiples of T, block lines off."""
+def test_fast_config_is_the_shared_profile_without_block_lines() -> None:
+    """fast_config(T) is FeedConfig.for_block_time(T) with block lines off; overrides apply."""
+    from blockfeed import FeedConfig
     from blockfeed.testing import fast_config
 
-    options = fast_config(0.2)
-    assert options["block_time_s"] == 0.2
-    assert options["ping_interval_s"] == pytest.approx(0.6)
-    assert options["log_blocks"] is False
-    with pytest.raises(ValueError):
+    assert fast_config(0.2) == FeedConfig.for_block_time(0.2, log_blocks=False)
+    assert fast_config(0.2).ping_interval_s == pytest.approx(0.6)
+    assert fast_config(0.2, log_blocks=True, lag_quarantine_blocks=10).lag_quarantine_blocks == 10
+    with pytest.raises(ConfigError):
         fast_config(0)
+    with pytest.raises(ConfigError, match="valid settings"):
+        fast_config(0.2, colour="red")
 
 
 def test_a_node_that_is_not_started_refuses_and_says_why() -> None:

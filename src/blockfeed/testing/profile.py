@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from blockfeed.feed.config import FeedConfig
 
-def fast_config(block_time_s: float) -> dict[str, Any]:
-    """``BlockFeed`` keyword arguments for a chain with ``block_time_s`` blocks, block lines off.
 
-    Timeouts, pings, backoff and health checks scale with T, as the feed's own defaults do on
-    a real chain, so a test at T = 0.1 s behaves like finney at 12 s, only faster.
+def fast_config(block_time_s: float, /, **overrides: Any) -> FeedConfig:
+    """``FeedConfig.for_block_time(block_time_s, log_blocks=False)``: the feed's settings for a
+    chain with ``block_time_s`` blocks, without a log line per block.
+
+    Timeouts, pings, backoff and health checks scale with T, as the feed's defaults do on a real
+    chain, so a test at T = 0.1 s behaves like finney at 12 s, only faster. ``overrides`` are
+    FeedConfig field names applied last (``ConfigError`` on an unknown one); for a feed that is
+    not told T, keep the T-scaled timings and pass ``block_time_s=None``.
     """
-    t = float(block_time_s)
-    if not t > 0:
-        raise ValueError(f"block_time_s must be positive, got {block_time_s!r}")
-    return {
-        "block_time_s": t,
-        "reconnect_initial_s": 0.5 * t,
-        "reconnect_cap_s": 10 * t,
-        "http_timeout_s": 5 * t,
-        "open_timeout_s": 5 * t,
-        "ping_interval_s": 3 * t,
-        "ping_timeout_s": 3 * t,
-        "health_check_interval_s": 5 * t,
-        "log_blocks": False,
-    }
+    return FeedConfig.for_block_time(block_time_s, **{"log_blocks": False, **overrides})
