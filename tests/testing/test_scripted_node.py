@@ -399,3 +399,13 @@ def test_a_node_that_is_not_started_refuses_and_says_why() -> None:
             await methods.get_finalized_head(net.http(node.http_url, timeout_s=1))
 
     run_virtual(main())
+
+
+async def test_the_node_also_runs_on_an_ordinary_loop() -> None:
+    """No virtual clock needed: on pytest-asyncio's real loop a fast node streams blocks too."""
+    node = ScriptedNode("node-a", block_time_s=0.05, finality_jumps=0.0)
+    async with node:
+        socket = await InMemoryNetwork(node).websocket(node.ws_url, options())
+        headers = await asyncio.wait_for(take(await finalized_stream(socket), 3), 30)
+        await socket.close()
+    assert [h.number for h in headers] == list(range(headers[0].number, headers[0].number + 3))

@@ -104,7 +104,7 @@ class _Subscription:
     id: str
     kind: str
     order: int
-    """When it was created, on the node's event counter (see ``ScriptedNode.order``)."""
+    """When it was created, on the node's event counter (``ScriptedNode.next_order``)."""
     held: str | None = None
     """A notification held back by the ``disorder`` fault (reorder), sent after the next one."""
 
@@ -135,7 +135,7 @@ class ServerSession:
     # -- from the client ---------------------------------------------------------------------
 
     def receive(self, item: object) -> None:
-        """A text frame (or :data:`PONG`'s request, a ping) from the client."""
+        """A text frame from the client, or :data:`PONG` standing for a keepalive ping."""
         if not self.closed:
             self._in.append(item)
             self._in_wake.set()
