@@ -184,3 +184,18 @@ def test_runs_are_seeded_and_leave_the_global_random_as_it_was() -> None:
     assert first == second
     assert random.random() == expected_next
     assert run_virtual(draw(), seed=1) != first
+
+
+def test_a_wait_shorter_than_a_microsecond_still_moves_time() -> None:
+    """A rounding-remainder wait (1e-17 s) cannot spin forever: timers are at least 1 µs out."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.001
+        turns = 0
+        while loop.time() < deadline:  # a retry loop that sleeps "the rest" in tiny steps
+            await asyncio.sleep(1e-17)
+            turns += 1
+        return turns
+
+    assert run_virtual(main()) <= 1000

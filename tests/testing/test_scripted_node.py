@@ -409,3 +409,30 @@ async def test_the_node_also_runs_on_an_ordinary_loop() -> None:
         headers = await asyncio.wait_for(take(await finalized_stream(socket), 3), 30)
         await socket.close()
     assert [h.number for h in headers] == list(range(headers[0].number, headers[0].number + 3))
+
+
+def test_a_node_with_recorded_contents_serves_decodable_blocks() -> None:
+    """contents_fixture works as on devnode: a feed with contents="events" decodes every block."""
+    from pathlib import Path
+
+    from blockfeed import BlockFeed
+    from blockfeed.testing import fast_config
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "subtensor" / "blocks.json"
+
+    async def main() -> list[int]:
+        node = ScriptedNode("node-a", block_time_s=T, start_block=1_000, finality_lag=0,
+                            finality_jumps=0.0, contents_fixture=str(fixture))
+        feed = BlockFeed([node.ws_url], fast_config(T, contents="events"), start_at=1_001,
+                         connector=InMemoryNetwork(node))
+        events: list[int] = []
+        async with node, feed:
+            async for block in feed:
+                assert block.events is not None and block.spec_version == 218
+                events.append(len(block.events))
+                if len(events) == 30:
+                    break
+        return events
+
+    counts = run_virtual(main(), limit_s=600)
+    assert len(counts) == 30 and sum(counts) > 0

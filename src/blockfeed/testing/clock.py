@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import random
@@ -41,7 +42,9 @@ THREAD_WAIT_REAL_S = 1.0
 """Real seconds per wait on a running thread (the wait ends at once when the thread is done)."""
 DEFAULT_SEED = 0
 """The global ``random`` seed of a run, so backoff jitter repeats (see the module docstring)."""
-SNAP_S = 1e-6
+MIN_DELAY_S = 1e-6
+"""The shortest positive timer (see ``_VirtualLoop.call_later``)."""
+SNAP_S = 1e-7
 """A jump that ends this close to the next timer lands exactly on it."""
 DEFAULT_POLL_S = 0.01
 """Virtual seconds between checks in :meth:`VirtualClock.wait_until`."""
@@ -106,6 +109,20 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.virtual_clock.time()
+
+    def call_later(  # type: ignore[override]
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """As asyncio's, but a positive delay is at least :data:`MIN_DELAY_S`. A real clock
+        always moves on a little; virtual time stands still until the loop idles, so a wait
+        of 1e-17 s (a rounding remainder) would otherwise come due at once, forever."""
+        if 0 < delay < MIN_DELAY_S:
+            delay = MIN_DELAY_S
+        return super().call_later(delay, callback, *args, context=context)
 
     def run_in_executor(  # type: ignore[override]
         self, executor: concurrent.futures.Executor | None, func: Callable[..., T], *args: Any

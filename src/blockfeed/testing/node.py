@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from blockfeed.devnode.api import FINALIZED, NEW_HEADS, NOTIFICATION_METHODS, NodeApi
 from blockfeed.devnode.chain import Chain, Tick
 from blockfeed.devnode.config import DevNodeConfig
+from blockfeed.devnode.contents import DevNodeContents
 from blockfeed.devnode.faults import ActiveFault, FaultInjector
 from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
@@ -337,8 +338,13 @@ class ScriptedNode:
         self.name = name
         self.config = DevNodeConfig(**config)
         cfg = self.config
-        self.chain = Chain(seed=cfg.seed, start_block=cfg.start_block,
-                           finality_lag=cfg.finality_lag, finality_jumps=cfg.finality_jumps)
+        self.contents = None if cfg.contents_fixture is None else DevNodeContents.load(
+            cfg.contents_fixture)
+        """Recorded block bodies, events and metadata when ``contents_fixture`` is set."""
+        self.chain = Chain(
+            body_root=None if self.contents is None else self.contents.extrinsics_root,
+            seed=cfg.seed, start_block=cfg.start_block, finality_lag=cfg.finality_lag,
+            finality_jumps=cfg.finality_jumps)
         self.faults = FaultInjector(clock=_loop_time)
         self.stats = DevNodeStats()
         self.fault_rng = random.Random(f"faults-{cfg.seed}")
@@ -352,7 +358,7 @@ class ScriptedNode:
             runtime=Runtime(tempos=cfg.tempos, runtime_api=cfg.runtime_api,
                             slot_duration_ms=cfg.slot_duration_ms),
             faults=self.faults, stats=self.stats, chain_name=cfg.chain_name,
-            version=_version(), rng=self.fault_rng,
+            version=_version(), rng=self.fault_rng, contents=self.contents,
         )
         self._sessions: dict[ServerSession, None] = {}
         """Open sockets in the order they opened (a dict: iteration order must not vary)."""
