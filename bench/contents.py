@@ -50,7 +50,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests" / "contents"))
 
-from blockfeed import Block, BlockFeed  # noqa: E402
+from blockfeed import Block, BlockFeed, defaults  # noqa: E402
 from blockfeed.contents import ContentsFetcher, ContentsLevel, RuntimeDecoder  # noqa: E402
 from common import markdown_table, percentile  # noqa: E402
 from soak import JsonChild  # noqa: E402
@@ -62,7 +62,7 @@ TARGET_DECODE = 500
 TARGET_BACKFILL = 300
 TARGET_LIVE_P99_T = 0.05
 LIVE_T_S = 0.2
-FINNEY_T_S = 12.0
+FINNEY_T_S = defaults.BLOCK_TIME_S
 LIVE_WARMUP_BLOCKS = 3
 WAIT_S = 300.0
 

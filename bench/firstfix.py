@@ -25,12 +25,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from blockfeed import defaults
 from blockfeed.codec import header_from_json
 from blockfeed.errors import BlockfeedError, MalformedFrame
 from blockfeed.rpc import HttpRpc, WsRpc
 from blockfeed.types import Header
 
-FINNEY_BLOCK_TIME_S = 12.0
+FINNEY_BLOCK_TIME_S = defaults.BLOCK_TIME_S
 HEARTBEAT_TIMEOUT_S = 60.0
 HEARTBEAT_CHECK_S = 10.0
 POLL_INTERVAL_S = 12.0

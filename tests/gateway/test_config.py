@@ -164,3 +164,13 @@ def test_contents_level_from_flag_env_and_errors(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigError) as info:
         load_settings(contents="everything")
     assert "contents" in str(info.value) and "'full'" in str(info.value)
+
+
+def test_settings_build_the_feed_config() -> None:
+    """serve's settings become one FeedConfig: the hint, the epoch length and the contents."""
+    from blockfeed import FeedConfig
+    from blockfeed.contents import ContentsLevel
+
+    config = load_settings(block_time_s=0.5, epoch_length=100, contents="events").feed_config()
+    assert config == FeedConfig(block_time_s=0.5, epoch_length=100, contents=ContentsLevel.EVENTS)
+    assert load_settings().feed_config() == FeedConfig()

@@ -1,7 +1,8 @@
-"""The asyncio feed: :class:`BlockFeed` drives the sans-I/O core over real sockets.
+"""The asyncio feed: :class:`BlockFeed` drives the sans-I/O core over a connector's RPC clients.
 
-See :mod:`blockfeed.feed.feed` for how the driver is put together, and
-:mod:`blockfeed.core.merge` for the exactly-once argument.
+See :mod:`blockfeed.feed.feed` for how its parts fit (the driver, delivery, the config),
+:mod:`blockfeed.feed.delivery` for what repeats across a crash, and :mod:`blockfeed.core.merge`
+for the exactly-once argument.
 """
 
 from blockfeed.feed.config import FeedConfig
