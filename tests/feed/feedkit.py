@@ -107,47 +107,6 @@ def _first_break(numbers: list[int]) -> str:
     return "sequence ok"
 
 
-def delivery_delays(collector: Collector, finalized_at: dict[int, float],
-                    begin: float, end: float) -> list[float]:
-    """Seconds from the node finalizing each block (in [begin, end)) to its delivery."""
-    out = []
-    for seen in collector.seen:
-        t = finalized_at.get(seen.block.number)
-        if t is not None and begin <= t < end:
-            out.append(seen.at - t)
-    return out
-
-
-class FinalityClock:
-    """Records when the devnode finalized each number (polls the node object, no network)."""
-
-    def __init__(self, node: DevNode) -> None:
-        self.node = node
-        self.at: dict[int, float] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> FinalityClock:
-        self._task = asyncio.create_task(self._watch())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _watch(self) -> None:
-        last = self.node.chain.finalized_number
-        while True:
-            current = self.node.chain.finalized_number
-            if current > last:
-                now = time.monotonic()
-                for n in range(last + 1, current + 1):
-                    self.at[n] = now
-                last = current
-            await asyncio.sleep(0.002)
-
-
 @contextlib.asynccontextmanager
 async def running(
     *nodes: DevNode, collector: Collector | None = None, store: CheckpointStore | None = None,
