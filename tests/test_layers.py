@@ -81,18 +81,3 @@ def test_every_import_follows_the_layer_table() -> None:
                 wrong.append(f"{path.relative_to(SRC)} imports blockfeed.{target}")
     assert not wrong, "imports against the layer table:\n" + "\n".join(wrong)
 
-
-def test_the_sans_io_core_has_no_clock_or_network() -> None:
-    """core/ never reads a clock, sleeps or opens a socket: time is always a parameter."""
-    forbidden = {"asyncio", "socket", "time", "httpx", "websockets", "threading"}
-    wrong: list[str] = []
-    for path in sorted((SRC / "core").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name.split(".")[0] for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module.split(".")[0]]
-            else:
-                continue
-            wrong += [f"{path.relative_to(SRC)} imports {n}" for n in names if n in forbidden]
-    assert not wrong, "\n".join(wrong)
