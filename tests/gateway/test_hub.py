@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from gateway_fakes import FakeStore, make_block
@@ -146,6 +147,21 @@ def test_window_never_hands_out_a_gap() -> None:
     store.save_blocks([make_block(n) for n in (1, 2, 4, 5)])
     window = BlockWindow(SseHub(epoch_length=360), store)
     assert [b.number for b in window.blocks(1, 10)] == [1, 2]
+
+
+def test_window_replay_stops_at_a_block_that_does_not_link() -> None:
+    """A stored block whose parent is not the block before it (an edited state file) ends the
+    replay before it, across the store -> ring seam too."""
+    store = FakeStore()
+    hub = SseHub(epoch_length=360, ring_size=2)
+    blocks = [make_block(n) for n in range(1, 9)]
+    blocks[3] = dataclasses.replace(blocks[3], parent_hash="0x" + "ee" * 32)
+    store.save_blocks(blocks)
+    for block in blocks[-2:]:
+        hub.publish_block(block)
+    window = BlockWindow(hub, store)
+    assert [b.number for b in window.blocks(1, 10)] == [1, 2, 3]
+    assert [b.number for b in window.blocks(5, 10)] == [5, 6, 7, 8]
 
 
 def test_window_store_errors_become_unavailable() -> None:

@@ -178,7 +178,7 @@ async def test_alert_on_real_fault(tmp_path: Path) -> None:
             while not [a for a in received[before:] if a.get("old_mode") == "streaming"]:
                 await arrived.wait()
                 arrived.clear()
-    alert = [a for a in received[before:] if a.get("old_mode") == "streaming"][0]
+    alert = next(a for a in received[before:] if a.get("old_mode") == "streaming")
     assert alert["kind"] in ("mode_changed", "disconnected")
     assert alert["network"] == "devnode"
     assert "blockfeed [devnode]" in alert["text"]

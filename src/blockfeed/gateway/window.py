@@ -7,6 +7,7 @@ thread, the same thread the feed writes from.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,8 @@ from blockfeed.errors import StoreError
 from blockfeed.gateway.hub import SseHub, encode_block
 from blockfeed.gateway.protocols import StoreLike
 from blockfeed.types import Block
+
+logger = logging.getLogger("blockfeed.gateway")
 
 REPLAY_PAGE = 500
 """Blocks read from the store per query while replaying."""
@@ -117,7 +120,7 @@ class BlockWindow:
                 break
             out.extend(stored)
             number = stored[-1][0].number + 1
-        return out
+        return _linked_prefix(out)
 
     def _from_store(self, start: int, limit: int) -> list[tuple[Block, bytes]]:
         if self._store is None:
@@ -138,3 +141,16 @@ class BlockWindow:
             self._cached[block.number] = entry
             expected += 1
         return out
+
+
+def _linked_prefix(frames: list[tuple[Block, bytes]]) -> list[tuple[Block, bytes]]:
+    """The run up to the first block that does not link to the one before it. Like every
+    delivery path, a replay never hands out a block it could not verify (a damaged or edited
+    state file); the client's resume then stops there, and the log says why."""
+    for index in range(1, len(frames)):
+        block, previous = frames[index][0], frames[index - 1][0]
+        if block.parent_hash != previous.hash:
+            logger.error("replay stops at #%d: it does not link to #%d (damaged state file?)",
+                         block.number, previous.number)
+            return frames[:index]
+    return frames
