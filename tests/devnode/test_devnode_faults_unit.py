@@ -166,3 +166,28 @@ def test_help_text_covers_every_kind_and_option() -> None:
         assert f"{spec.kind} ({spec.fault_class})" in text
         for option in spec.options:
             assert f"{option.name}=" in text
+
+
+@pytest.mark.parametrize(
+    ("actions", "frames"),
+    [
+        ([None, None], ["1", "2"]),
+        (["skip", None], ["2"]),
+        (["duplicate", None], ["1", "1", "2"]),
+        (["reorder", None, None], ["2", "1", "3"]),
+        (["reorder", "reorder", None], ["2", "1", "3"]),  # one held at a time
+        (["reorder", "duplicate"], ["2", "2", "1"]),
+    ],
+)
+def test_disorder_frames_table(actions: list[str | None], frames: list[str]) -> None:
+    """F9 on the wire, shared by devnode and the in-memory node: what each action sends."""
+    from blockfeed.devnode.shared import disordered
+
+    class Held:
+        held: str | None = None
+
+    subscription = Held()
+    sent: list[str] = []
+    for number, action in enumerate(actions, start=1):
+        sent += disordered(action, str(number), subscription)
+    assert sent == frames

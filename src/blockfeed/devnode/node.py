@@ -9,7 +9,6 @@ import logging
 import random
 import string
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +21,7 @@ from blockfeed.devnode.http import MAX_HEAD_BYTES
 from blockfeed.devnode.runtime import Runtime
 from blockfeed.devnode.scenario import ScenarioStep, play_scenario
 from blockfeed.devnode.server import Connection
+from blockfeed.devnode.shared import Pulse, package_version
 from blockfeed.devnode.stats import DevNodeStats
 from blockfeed.devnode.view import ChainView, LieBook
 
@@ -34,34 +34,6 @@ DOWN_KINDS = ("restart", "reset")
 """Faults during which the node behind the port is down (refused, or ``flap``)."""
 
 _log = logging.getLogger("blockfeed.devnode")
-
-
-def _version() -> str:
-    try:
-        return metadata.version("blockfeed")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-class _Pulse:
-    """An event that can fire many times: waiters take the current one, ``fire`` swaps it."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout_s: float | None) -> None:
-        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
-        # arrives as the event fires, which kept stop() waiting out a whole restart fault.
-        event = self._event
-        try:
-            async with asyncio.timeout(timeout_s):
-                await event.wait()
-        except TimeoutError:
-            pass
 
 
 class DevNode:
@@ -98,7 +70,7 @@ class DevNode:
             faults=self.faults,
             stats=self.stats,
             chain_name=cfg.chain_name,
-            version=_version(),
+            version=package_version(),
             rng=self.fault_rng,
             contents=self.contents,
         )
@@ -110,8 +82,8 @@ class DevNode:
         self._server: asyncio.Server | None = None
         self._reopen_task: asyncio.Task[None] | None = None
         self._port = cfg.port
-        self._fault_pulse: _Pulse | None = None
-        self._chain_pulse: _Pulse | None = None
+        self._fault_pulse: Pulse | None = None
+        self._chain_pulse: Pulse | None = None
         self._started = False
         self._stopping = False
         self.faults.on_inject(self._on_fault_injected)
@@ -135,8 +107,8 @@ class DevNode:
         """Listen on the RPC port and start producing blocks (``OSError`` if the port is taken)."""
         if self._started:
             raise RuntimeError("this DevNode is already started")
-        self._fault_pulse = _Pulse()
-        self._chain_pulse = _Pulse()
+        self._fault_pulse = Pulse()
+        self._chain_pulse = Pulse()
         self._server = await self._listen()
         self._started = True
         if self.config.auto_produce:

@@ -27,6 +27,7 @@ from blockfeed.devnode.api import FINALIZED, NOTIFICATION_METHODS
 from blockfeed.devnode.http import HttpRequest
 from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
+from blockfeed.devnode.shared import disordered
 
 if TYPE_CHECKING:
     from blockfeed.devnode.node import DevNode
@@ -289,16 +290,8 @@ class WsSession:
         action = node.disorder_action()
         if action == "skip":
             node.stats.notifications_dropped += 1
-            return
-        if action == "reorder" and subscription.held is None:
-            subscription.held = text
-            return
-        self._send_text(text, notification=True)
-        if action == "duplicate":
-            self._send_text(text, notification=True)
-        if subscription.held is not None:
-            held, subscription.held = subscription.held, None
-            self._send_text(held, notification=True)
+        for frame in disordered(action, text, subscription):
+            self._send_text(frame, notification=True)
 
     def _stalled(self, subscription: Subscription) -> bool:
         return any(

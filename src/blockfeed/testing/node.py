@@ -36,7 +36,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +47,7 @@ from blockfeed.devnode.faults import ActiveFault, FaultInjector
 from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
 from blockfeed.devnode.runtime import Runtime
+from blockfeed.devnode.shared import Pulse, disordered, package_version
 from blockfeed.devnode.stats import DevNodeStats
 from blockfeed.devnode.view import ChainView, LieBook
 from blockfeed.errors import RpcTransportError
@@ -72,32 +72,6 @@ def _loop_time() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
-
-
-def _version() -> str:
-    try:
-        return metadata.version("blockfeed")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-class _Pulse:
-    """An event that can fire many times: waiters take the current one, ``fire`` swaps it."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout_s: float | None) -> None:
-        event = self._event
-        try:
-            async with asyncio.timeout(timeout_s):
-                await event.wait()
-        except TimeoutError:
-            pass
 
 
 @dataclass(slots=True)
@@ -254,16 +228,8 @@ class ServerSession:
         action = node.disorder_action()
         if action == "skip":
             node.stats.notifications_dropped += 1
-            return
-        if action == "reorder" and subscription.held is None:
-            subscription.held = text
-            return
-        self._send_text(text, notification=True)
-        if action == "duplicate":
-            self._send_text(text, notification=True)
-        if subscription.held is not None:
-            held, subscription.held = subscription.held, None
-            self._send_text(held, notification=True)
+        for frame in disordered(action, text, subscription):
+            self._send_text(frame, notification=True)
 
     def _stalled(self, subscription: _Subscription) -> bool:
         return any(
@@ -358,7 +324,7 @@ class ScriptedNode:
             runtime=Runtime(tempos=cfg.tempos, runtime_api=cfg.runtime_api,
                             slot_duration_ms=cfg.slot_duration_ms),
             faults=self.faults, stats=self.stats, chain_name=cfg.chain_name,
-            version=_version(), rng=self.fault_rng, contents=self.contents,
+            version=package_version(), rng=self.fault_rng, contents=self.contents,
         )
         self._sessions: dict[ServerSession, None] = {}
         """Open sockets in the order they opened (a dict: iteration order must not vary)."""
@@ -369,8 +335,8 @@ class ScriptedNode:
         self.finalized_at: dict[int, float] = {}
         """Loop time at which each block number was finalized (the most recent
         :data:`FINALIZED_AT_KEPT`): what delivery delays are measured from."""
-        self._fault_pulse: _Pulse | None = None
-        self._chain_pulse: _Pulse | None = None
+        self._fault_pulse: Pulse | None = None
+        self._chain_pulse: Pulse | None = None
         self._started = False
         self.faults.on_inject(self._on_fault_injected)
         self.faults.on_change(self.wake_waiters)
@@ -417,9 +383,9 @@ class ScriptedNode:
             self._producer = None
         self._started = False
 
-    def _ensure_pulses(self) -> tuple[_Pulse, _Pulse]:
+    def _ensure_pulses(self) -> tuple[Pulse, Pulse]:
         if self._fault_pulse is None or self._chain_pulse is None:
-            self._fault_pulse, self._chain_pulse = _Pulse(), _Pulse()
+            self._fault_pulse, self._chain_pulse = Pulse(), Pulse()
         return self._fault_pulse, self._chain_pulse
 
     # -- chain ---------------------------------------------------------------------------------
