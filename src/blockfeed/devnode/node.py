@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
@@ -21,7 +20,7 @@ from blockfeed.devnode.http import MAX_HEAD_BYTES
 from blockfeed.devnode.runtime import Runtime
 from blockfeed.devnode.scenario import ScenarioStep, play_scenario
 from blockfeed.devnode.server import Connection
-from blockfeed.devnode.shared import Pulse, package_version
+from blockfeed.devnode.shared import FaultReadings, Pulse, package_version, reset_seed
 from blockfeed.devnode.stats import DevNodeStats
 from blockfeed.devnode.view import ChainView, LieBook
 
@@ -30,13 +29,12 @@ REOPEN_RETRY_S = 0.2
 STOP_GRACE_S = 2.0
 HEADER_JSON_CACHE_SIZE = 256
 SUBSCRIPTION_ID_LENGTH = 16
-DOWN_KINDS = ("restart", "reset")
 """Faults during which the node behind the port is down (refused, or ``flap``)."""
 
 _log = logging.getLogger("blockfeed.devnode")
 
 
-class DevNode:
+class DevNode(FaultReadings):
     """A fake Substrate node with a fault injector; ``async with DevNode(cfg) as node: ...``."""
 
     def __init__(self, config: DevNodeConfig | None = None) -> None:
@@ -326,20 +324,6 @@ class DevNode:
         if self._fault_pulse is not None:
             self._fault_pulse.fire()
 
-    def is_down(self) -> bool:
-        """True while a ``restart`` or ``reset`` fault holds: nothing is served on any socket."""
-        return any(self.faults.is_active(kind) for kind in DOWN_KINDS)
-
-    def refusing(self) -> bool:
-        """True while down without ``flap``: the port is closed and connects are refused."""
-        return any(
-            not fault.options["flap"] for kind in DOWN_KINDS for fault in self.faults.active(kind)
-        )
-
-    def flapping(self) -> bool:
-        """True while down behind a ``flap`` "proxy": WebSockets close at once, HTTP gets 502."""
-        return self.is_down() and not self.refusing()
-
     def _go_down(self, fault: ActiveFault) -> None:
         """Restart/reset: drop every socket (HTTP keep-alive too); unless ``flap``, stop
         listening so connects are refused until the fault ends."""
@@ -361,8 +345,7 @@ class DevNode:
     def _replace_chain(self, fault: ActiveFault) -> None:
         """Reset (F13): a new chain from ``start_block`` on another or the same genesis."""
         chain = self.chain
-        material = f"reset-{self.config.seed}-{chain.generation + 1}".encode()
-        seed = int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")
+        seed = reset_seed(self.config.seed, chain.generation)
         same_genesis = fault.options["genesis"] == "same"
         chain.replace(
             seed=seed,
@@ -398,33 +381,6 @@ class DevNode:
                 raise RuntimeError("start the DevNode first")
             next_change_s = self.faults.next_change_in_s()
             await self._fault_pulse.wait(None if next_change_s is None else next_change_s + 0.001)
-
-    def latency_s(self, transport: str) -> float:
-        """The delay the ``latency`` faults put on ``transport`` now (the largest wins)."""
-        return max(
-            (
-                fault.options["delay_s"]
-                for fault in self.faults.active("latency")
-                if fault.options["on"] in (transport, "both")
-            ),
-            default=0.0,
-        )
-
-    def malformed_choice(self, transport: str) -> tuple[str, ActiveFault] | None:
-        """Roll the dice for one message: None, or (malformation kind, the fault causing it)."""
-        for fault in reversed(self.faults.active("malformed")):
-            if fault.options["on"] not in (transport, "both"):
-                continue
-            if self.fault_rng.random() < fault.options["rate"]:
-                return self.fault_rng.choice(fault.options["kinds"]), fault
-        return None
-
-    def disorder_action(self) -> str | None:
-        """Roll the dice for one notification: None or duplicate / reorder / skip."""
-        for fault in reversed(self.faults.active("disorder")):
-            if self.fault_rng.random() < fault.options["rate"]:
-                return str(self.fault_rng.choice(fault.options["kinds"]))
-        return None
 
     def run_scenario(self, steps: Sequence[ScenarioStep]) -> asyncio.Task[None]:
         """Inject ``steps`` at their ``at`` offsets from now; the task ends after the last one."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 from importlib import metadata
 from typing import Protocol
+
+from blockfeed.devnode.faults import ActiveFault, FaultInjector
 
 
 def package_version() -> str:
@@ -54,3 +58,58 @@ def disordered(action: str | None, text: str, subscription: HoldsNotification) -
         frames.append(subscription.held)
         subscription.held = None
     return frames
+
+
+DOWN_KINDS = ("restart", "reset")
+"""Faults during which the node serves nothing on any connection."""
+
+
+class FaultReadings:
+    """What the active faults mean for the next message, for any node holding a
+    :class:`FaultInjector` as ``faults`` and a seeded ``fault_rng`` (devnode's socket node and
+    the in-memory one read them the same way, so a fault plays the same in both)."""
+
+    faults: FaultInjector
+    fault_rng: random.Random
+
+    def is_down(self) -> bool:
+        """True while a ``restart`` or ``reset`` fault holds: nothing is served on any socket."""
+        return any(self.faults.is_active(kind) for kind in DOWN_KINDS)
+
+    def refusing(self) -> bool:
+        """True while down without ``flap``: connections are refused."""
+        return any(
+            not fault.options["flap"] for kind in DOWN_KINDS for fault in self.faults.active(kind)
+        )
+
+    def flapping(self) -> bool:
+        """True while down behind a ``flap`` "proxy": WebSockets close at once, HTTP gets 502."""
+        return self.is_down() and not self.refusing()
+
+    def latency_s(self, transport: str) -> float:
+        """The delay the ``latency`` faults put on ``transport`` now (the largest wins)."""
+        return max((fault.options["delay_s"] for fault in self.faults.active("latency")
+                    if fault.options["on"] in (transport, "both")), default=0.0)
+
+    def malformed_choice(self, transport: str) -> tuple[str, ActiveFault] | None:
+        """Roll the (seeded) dice for one message: None, or (malformation kind, its fault)."""
+        for fault in reversed(self.faults.active("malformed")):
+            if fault.options["on"] not in (transport, "both"):
+                continue
+            if self.fault_rng.random() < fault.options["rate"]:
+                return self.fault_rng.choice(fault.options["kinds"]), fault
+        return None
+
+    def disorder_action(self) -> str | None:
+        """Roll the dice for one notification: None or duplicate / reorder / skip."""
+        for fault in reversed(self.faults.active("disorder")):
+            if self.fault_rng.random() < fault.options["rate"]:
+                return str(self.fault_rng.choice(fault.options["kinds"]))
+        return None
+
+
+def reset_seed(config_seed: int, generation: int) -> int:
+    """The seed of the chain a ``reset`` fault (F13) starts: new for every reset, the same for
+    two nodes with the same config (so a pair of nodes resets into the same chain)."""
+    material = f"reset-{config_seed}-{generation + 1}".encode()
+    return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")

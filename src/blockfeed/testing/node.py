@@ -27,7 +27,6 @@ slot_duration_s=12)`` declares 12 s slots while producing a block every 0.2 s.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import random
@@ -47,7 +46,7 @@ from blockfeed.devnode.faults import ActiveFault, FaultInjector
 from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
 from blockfeed.devnode.runtime import Runtime
-from blockfeed.devnode.shared import Pulse, disordered, package_version
+from blockfeed.devnode.shared import FaultReadings, Pulse, disordered, package_version, reset_seed
 from blockfeed.devnode.stats import DevNodeStats
 from blockfeed.devnode.view import ChainView, LieBook
 from blockfeed.errors import RpcTransportError
@@ -55,7 +54,6 @@ from blockfeed.errors import RpcTransportError
 if TYPE_CHECKING:
     from blockfeed.testing.network import MemorySocket
 
-DOWN_KINDS = ("restart", "reset")
 SUBSCRIPTION_ID_LENGTH = 16
 FLAP_CLOSE_CODE = 1001
 DEFAULT_WAIT_TIMEOUT_S = 60.0
@@ -286,7 +284,7 @@ class ServerSession:
             self._client._receive(item)
 
 
-class ScriptedNode:
+class ScriptedNode(FaultReadings):
     """A fake Substrate node without sockets: ``ws://NAME.test/`` and ``http://NAME.test/``.
 
     ``config`` keywords are :class:`~blockfeed.devnode.DevNodeConfig`'s (``block_time_s``,
@@ -475,8 +473,7 @@ class ScriptedNode:
     def _replace_chain(self) -> None:
         chain = self.chain
         fault = self.faults.active("reset")[-1]
-        material = f"reset-{self.config.seed}-{chain.generation + 1}".encode()
-        seed = int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")
+        seed = reset_seed(self.config.seed, chain.generation)
         same_genesis = fault.options["genesis"] == "same"
         chain.replace(seed=seed, genesis_seed=chain.genesis_seed if same_genesis else seed,
                       start_block=fault.options["start_block"])
@@ -493,35 +490,6 @@ class ScriptedNode:
             next_change_s = self.faults.next_change_in_s()
             await self._ensure_pulses()[0].wait(
                 None if next_change_s is None else next_change_s + 0.001)
-
-    def is_down(self) -> bool:
-        """True while a ``restart`` or ``reset`` fault holds."""
-        return any(self.faults.is_active(kind) for kind in DOWN_KINDS)
-
-    def refusing(self) -> bool:
-        """True while down without ``flap``: connections are refused."""
-        return any(not f.options["flap"] for kind in DOWN_KINDS for f in self.faults.active(kind))
-
-    def latency_s(self, transport: str) -> float:
-        """The delay the ``latency`` faults put on ``transport`` now (the largest wins)."""
-        return max((f.options["delay_s"] for f in self.faults.active("latency")
-                    if f.options["on"] in (transport, "both")), default=0.0)
-
-    def malformed_choice(self, transport: str) -> tuple[str, ActiveFault] | None:
-        """Roll the (seeded) dice for one message: None, or (malformation kind, its fault)."""
-        for fault in reversed(self.faults.active("malformed")):
-            if fault.options["on"] not in (transport, "both"):
-                continue
-            if self.fault_rng.random() < fault.options["rate"]:
-                return self.fault_rng.choice(fault.options["kinds"]), fault
-        return None
-
-    def disorder_action(self) -> str | None:
-        """Roll the dice for one notification: None or duplicate / reorder / skip."""
-        for fault in reversed(self.faults.active("disorder")):
-            if self.fault_rng.random() < fault.options["rate"]:
-                return str(self.fault_rng.choice(fault.options["kinds"]))
-        return None
 
     # -- transports (used by blockfeed.testing.network) ----------------------------------------
 
