@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blockfeed.feed.budget import BURST, MAX_RATE, MIN_RATE, RequestBudget
+from blockfeed.feed.budget import BULK_RATE, BURST, MAX_RATE, MIN_RATE, RequestBudget
 
 
 def test_bucket_allows_a_burst_then_the_rate_that_follows_t() -> None:
@@ -40,3 +40,17 @@ async def test_acquire_waits_for_a_token_and_counts_it() -> None:
     assert budget.snapshot()["a"]["throttled"] == 1
     assert budget.snapshot()["a"]["sent"] == 2
     assert budget.wait_s("a") == pytest.approx(1 / MAX_RATE, abs=0.03)
+
+
+def test_backfill_has_its_own_bucket_at_a_fixed_rate() -> None:
+    """On a 12 s chain head reads get 2 per second, backfill batches 20 (thousands of blocks
+    per second), and neither bucket spends the other's tokens."""
+    now = [0.0]
+    budget = RequestBudget(lambda: 12.0, clock=lambda: now[0])
+    assert sum(budget.take("a", bulk=True) for _ in range(BURST + 10)) == BURST
+    assert budget.take("a")  # head reads untouched by a drained backfill bucket
+    now[0] = 1.0
+    assert sum(budget.take("a", bulk=True) for _ in range(100)) == BULK_RATE
+    assert budget.rate("a") == MIN_RATE
+    snapshot = budget.snapshot()["a"]
+    assert snapshot["sent"] == BURST + 1 + BULK_RATE and snapshot["backfill_tokens"] == 0

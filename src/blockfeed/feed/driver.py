@@ -468,7 +468,7 @@ class Driver:
         started = self.now()
         try:
             rpc = self._channel(action)
-            await self.budget.acquire(action.endpoint)
+            await self.budget.acquire(action.endpoint, bulk=True)
             hashes = await methods.get_block_hashes(rpc, range(action.start, action.end + 1))
             # Headers of the listed prefix (a vote may lack its first, link-only, number).
             skip = 1 if action.check_only_first and hashes and hashes[0] is None else 0
@@ -479,7 +479,7 @@ class Driver:
                 known.append(listed)
             headers: list[Any] = [None] * skip
             if known:
-                await self.budget.acquire(action.endpoint)
+                await self.budget.acquire(action.endpoint, bulk=True)
                 headers += await methods.get_headers(rpc, known)
         except Exception as exc:
             self._request_failed(action, exc, "backfill")
