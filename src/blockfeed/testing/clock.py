@@ -6,7 +6,7 @@ that timer instead of sleeping. So ``await asyncio.sleep(3600)`` takes microseco
 ``asyncio.timeout`` and ``wait_for`` follows the virtual clock, and a script of (time, input)
 plays the same way on a loaded machine as on an idle one.
 
-Three rules keep it honest:
+Four rules keep it honest:
 
 * **Real I/O first.** Each turn polls the real selector with timeout 0, so sockets and
   ``call_soon_threadsafe`` still work; only an idle loop moves virtual time.
