@@ -335,3 +335,33 @@ def test_vote_without_a_listed_parent_moves_the_start() -> None:
     fetch = FetchRange(START - 1, START, "a", 1, purpose="start", check_only_first=True)
     rig.v.judge_range(fetch, RangeCheck(1), [None, HASH[START]], 1.0)
     assert rig.merge.next_number == START + 1
+
+
+@pytest.mark.parametrize(
+    ("links", "benched", "diverged", "lies"),
+    [
+        (True, ["a", "b"], True, 0),    # their block links to their own chain: another chain
+        (False, ["a", "b"], False, 2),  # it does not: both lie (the same lie), no divergence
+    ],
+)
+def test_chain_check_tells_a_lie_from_another_chain(
+    links: bool, benched: list[str], diverged: bool, lies: int
+) -> None:
+    """Every endpoint lists another block at a delivered number: if that block links to the
+    endpoint's own block before it, the chain was replaced (chain_diverged); if not, the
+    endpoints lie (quarantined as liars, never chain_diverged), however many tell it."""
+    rig = Rig(genesis=GENESIS)
+    rig.deliver(START + 1, START + 2, START + 3, now=1.0)
+    for ep in ("a", "b"):
+        rig.v.on_rejection(rejection(START + 3, ep), 5.0)  # another block at a delivered one
+    rig.kinds()
+    for check in rig.checks:
+        number = check.number
+        assert number == START + 3 and rig.v.claim_check(check)
+        listed = {0: GENESIS, 1: None, number - 1: OTHER_HASH[number - 1],
+                  number: OTHER_HASH[number]}
+        parent = OTHER_HASH[number - 1] if links else "0x" + "ee" * 32
+        rig.v.on_chain_check(check, listed, 5.0, parent_hash=parent)
+    assert rig.quarantined(5.0) == benched
+    assert (rig.v.diverged is not None) == diverged
+    assert rig.kinds().count("verification_failed") == lies

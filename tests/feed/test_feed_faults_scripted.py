@@ -278,6 +278,25 @@ async def test_f10_liar_quarantined_with_two_endpoints() -> None:
 
 
 @virtual_time(limit_s=600)
+async def test_f10_every_endpoint_telling_the_same_lie_is_not_another_chain() -> None:
+    """F10 on both endpoints at once, with the same lie (same seed): their blocks do not link
+    to their own chain, so they are liars, never "another chain"; no chain_diverged, and
+    delivery goes on once they tell the truth again."""
+    a, b = scripted_node("a"), scripted_node("b")
+    async with running(a, b) as (feed, rec):
+        await _streaming(feed, rec, a)
+        for node in (a, b):
+            node.faults.inject("lie", seconds=3.0, mode="parent", on="both")
+        await rec.wait_for(lambda: bool(rec.events_of("endpoint_quarantined")), "quarantine")
+        await advance(3.0)
+        await rec.wait_past(a.chain.finalized_number + 5)
+        status = feed.status()
+    assert "chain_diverged" not in rec.kinds()
+    assert status.error is None
+    assert_sound(rec, a)
+
+
+@virtual_time(limit_s=600)
 async def test_f10_lagging_endpoint_quarantined() -> None:
     """F10 lag: endpoint A's finalized head falls 30 blocks behind: quarantined, B used."""
     lagging, good = scripted_node("lagging"), scripted_node("good")

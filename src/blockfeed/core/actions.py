@@ -100,12 +100,15 @@ class FetchRange:
 
 @dataclass(frozen=True, slots=True)
 class CheckChain:
-    """Ask ``endpoint`` over HTTP which chain it serves: ``chain_getBlockHash([0, 1, number])``.
+    """Ask ``endpoint`` over HTTP which chain it serves: ``chain_getBlockHash([0, 1,
+    number - 1, number])``, and the parent hash in its header at ``number``.
 
     Asked when an endpoint contradicts the delivered chain (another hash at a delivered
     number, a block that does not link, a finalized head far below it). Report
-    ``on_chain_check(action, {0: hash, 1: hash, number: hash}, now)`` (None where the
-    endpoint lists nothing) or ``on_failure``.
+    ``on_chain_check(action, {0: hash, 1: hash, number - 1: hash, number: hash}, now,
+    parent_hash=...)`` (None where the endpoint lists nothing; ``parent_hash`` is the parent
+    named by its header at ``number`` when ``number`` >= 2 and listed) or ``on_failure``. The
+    parent tells a lie from another chain: a chain links to itself, a lie does not.
     """
 
     endpoint: str

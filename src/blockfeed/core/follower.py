@@ -584,7 +584,8 @@ class Follower:
         self._step(now)
 
     def on_chain_check(
-        self, check: CheckChain, listed: dict[int, str | None], now: float
+        self, check: CheckChain, listed: dict[int, str | None], now: float,
+        *, parent_hash: str | None = None,
     ) -> None:
         """Answer to a :class:`CheckChain`: the hashes the endpoint lists by number.
 
@@ -592,12 +593,14 @@ class Follower:
         delivered one) proves the endpoint serves another chain (a replaced dev chain, a
         misconfigured proxy, a lie): it is quarantined and recorded. Once every endpoint is in
         that state, ``chain_diverged`` is raised once. An endpoint that agrees (or cannot tell
-        yet: it does not list the number) is cleared.
+        yet: it does not list the number) is cleared. An endpoint whose block at the checked
+        number does not link to its own block before it (``parent_hash``) lies: it is
+        quarantined as a liar and never counts as serving another chain.
         """
         if not self._verify.claim_check(check):
             return
         self._http_success(check.endpoint, None, now)
-        self._verify.on_chain_check(check, listed, now)
+        self._verify.on_chain_check(check, listed, now, parent_hash=parent_hash)
         self._step(now)
 
     def on_failure(

@@ -334,11 +334,15 @@ class Verifier:
         del self._chain_checks[check.endpoint]
         return True
 
-    def on_chain_check(self, check: CheckChain, listed: dict[int, str | None], now: float) -> None:
+    def on_chain_check(
+        self, check: CheckChain, listed: dict[int, str | None], now: float,
+        *, parent_hash: str | None = None,
+    ) -> None:
         """The answer to a claimed :class:`CheckChain` (see ``Follower.on_chain_check``)."""
         ep = check.endpoint
         verdict: dict[str, Any] | None = None
-        for number in sorted(listed):
+        link_only = check.number - 1 if check.number >= 3 else None
+        for number in sorted(n for n in listed if n != link_only):
             theirs = listed[number]
             ours = self._identity.get(number) or self._known_hash(number)
             if ours is None or theirs is None or theirs.lower() == ours:
@@ -350,6 +354,16 @@ class Verifier:
             break
         if verdict is None:
             self._contradictions.pop(ep, None)
+            return
+        number = verdict["number"]
+        before = listed.get(number - 1)
+        if (number == check.number >= 2 and parent_hash is not None and before is not None
+                and parent_hash.lower() != before.lower()):
+            # Its own block at `number` does not link to its own block before it: not another
+            # chain (a chain links to itself) but a lie, however many endpoints tell it.
+            self._contradictions.pop(ep, None)
+            self.lie(ep, f"its block #{number} ({verdict['their_hash']}) does not link to its "
+                         f"own #{number - 1} ({before.lower()}): a lie, not another chain", now)
             return
         verdict["endpoint"] = ep
         self._contradictions[ep] = verdict

@@ -329,17 +329,25 @@ class Driver:
             tg.create_task(self._check_chain(action), name="blockfeed-chain-check")
 
     async def _check_chain(self, action: CheckChain) -> None:
-        """``chain_getBlockHash([0, 1, number])`` over HTTP: which chain the endpoint serves."""
-        numbers = sorted({0, 1} | ({action.number} if action.number >= 0 else set()))
+        """``chain_getBlockHash([0, 1, number - 1, number])`` over HTTP, then the header the
+        endpoint lists at ``number`` (its parent tells a lie from another chain)."""
+        number = action.number
+        numbers = sorted({0, 1} | ({number - 1, number} if number >= 2 else set())
+                         | ({number} if number >= 0 else set()))
+        parent_hash: str | None = None
         try:
             rpc = self._http_channel(action.endpoint)
             await self.budget.acquire(action.endpoint)
             hashes = await methods.get_block_hashes(rpc, numbers)
+            listed = dict(zip(numbers, hashes, strict=True))
+            theirs = listed.get(number) if number >= 2 else None
+            if theirs is not None:
+                await self.budget.acquire(action.endpoint)
+                parent_hash = "0x" + (await methods.get_header(rpc, theirs)).parent_hash.hex()
         except Exception as exc:
             self._request_failed(action, exc, "chain check")
             return
-        listed = dict(zip(numbers, hashes, strict=True))
-        self.call(lambda now, f: f.on_chain_check(action, listed, now))
+        self.call(lambda now, f: f.on_chain_check(action, listed, now, parent_hash=parent_hash))
 
     def _fail(self, action: Action, exc: BaseException, *, lied: bool = False) -> None:
         status = getattr(exc, "status", None)
