@@ -6,9 +6,12 @@ import asyncio
 import hashlib
 import random
 from importlib import metadata
-from typing import Protocol
+from typing import Any, Protocol
 
+from blockfeed.devnode.api import FINALIZED, SubscriptionHost
+from blockfeed.devnode.chain import Chain
 from blockfeed.devnode.faults import ActiveFault, FaultInjector
+from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 
 
 def package_version() -> str:
@@ -113,3 +116,19 @@ def reset_seed(config_seed: int, generation: int) -> int:
     two nodes with the same config (so a pair of nodes resets into the same chain)."""
     material = f"reset-{config_seed}-{generation + 1}".encode()
     return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "little")
+
+
+def answer_ws_message(node: Any, host: SubscriptionHost, message: str | bytes) -> str | None:
+    """Count one WebSocket message's requests and answer them as the node's API does, with
+    ``host`` owning the socket's subscriptions (None: nothing to send back)."""
+    for method in request_methods(message):
+        node.stats.count_request("ws", method)
+    view = node.views["ws"]
+    return handle_payload(
+        message, lambda method, params: node.api.call(method, params, view=view, host=host)
+    )
+
+
+def head_number(chain: Chain, kind: str) -> int:
+    """The head a new subscription of ``kind`` is first told about (finalized, or best)."""
+    return chain.finalized_number if kind == FINALIZED else chain.best_number

@@ -25,9 +25,8 @@ from websockets.server import ServerProtocol
 
 from blockfeed.devnode.api import FINALIZED, NOTIFICATION_METHODS
 from blockfeed.devnode.http import HttpRequest
-from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
-from blockfeed.devnode.shared import disordered
+from blockfeed.devnode.shared import answer_ws_message, disordered, head_number
 
 if TYPE_CHECKING:
     from blockfeed.devnode.node import DevNode
@@ -223,24 +222,13 @@ class WsSession:
                 return
 
     def _on_message(self, message: bytes) -> None:
-        node = self._node
-        for method in request_methods(message):
-            node.stats.count_request("ws", method)
-        view = node.views["ws"]
-        answer = handle_payload(
-            message, lambda method, params: node.api.call(method, params, view=view, host=self)
-        )
+        answer = answer_ws_message(self._node, self, message)
         if answer is not None:
             self._send_text(answer)
         pending, self._pending_initial = self._pending_initial, []
         for subscription in pending:
             if subscription.id in self._subscriptions:
-                number = (
-                    node.chain.finalized_number
-                    if subscription.kind == FINALIZED
-                    else node.chain.best_number
-                )
-                self._notify(subscription, number)
+                self._notify(subscription, head_number(self._node.chain, subscription.kind))
 
     # -- subscriptions (SubscriptionHost) --------------------------------------------------------
 

@@ -46,7 +46,15 @@ from blockfeed.devnode.faults import ActiveFault, FaultInjector
 from blockfeed.devnode.jsonrpc import handle_payload, request_methods
 from blockfeed.devnode.malformed import malformed_text
 from blockfeed.devnode.runtime import Runtime
-from blockfeed.devnode.shared import FaultReadings, Pulse, disordered, package_version, reset_seed
+from blockfeed.devnode.shared import (
+    FaultReadings,
+    Pulse,
+    answer_ws_message,
+    disordered,
+    head_number,
+    package_version,
+    reset_seed,
+)
 from blockfeed.devnode.stats import DevNodeStats
 from blockfeed.devnode.view import ChainView, LieBook
 from blockfeed.errors import RpcTransportError
@@ -165,22 +173,13 @@ class ServerSession:
             self._on_message(item)
 
     def _on_message(self, message: str) -> None:
-        node = self._node
-        for method in request_methods(message):
-            node.stats.count_request("ws", method)
-        view = node.views["ws"]
-        answer = handle_payload(
-            message, lambda method, params: node.api.call(method, params, view=view, host=self)
-        )
+        answer = answer_ws_message(self._node, self, message)
         if answer is not None:
             self._send_text(answer)
         pending, self._pending_initial = self._pending_initial, []
         for subscription in pending:
             if subscription.id in self._subscriptions:
-                chain = node.chain
-                number = chain.finalized_number if subscription.kind == FINALIZED else (
-                    chain.best_number)
-                self._notify(subscription, number)
+                self._notify(subscription, head_number(self._node.chain, subscription.kind))
 
     # -- subscriptions (devnode's SubscriptionHost) --------------------------------------------
 
