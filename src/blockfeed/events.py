@@ -41,7 +41,7 @@ class FeedEvent:
     Subclasses name their ``kind`` and add typed fields (the library's own are listed in
     :data:`EVENT_TYPES`). A frozen, keyword-only subclass of your own with a new ``kind`` can
     go through ``BlockFeed.emit_event``; ``to_dict`` works for it, ``from_dict`` does not know
-    it. The 0.2 ``details`` dict is gone from the Python API: read the fields; the JSON form
+    it. The 0.1 ``details`` dict is gone from the Python API (0.2): read the fields; the JSON form
     still has a ``details`` object, built from them.
     """
 
