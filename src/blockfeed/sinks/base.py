@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import urlsplit
 
 from blockfeed.core.backoff import backoff
@@ -116,7 +116,85 @@ def block_row(block: Block) -> dict[str, Any]:
     }
 
 
-class CursorSink:
+class FeedAttachedSink:
+    """What every sink does the same way around its own writer task: attach to a feed, wait
+    for its outbox to empty, stop taking blocks (and drain) on close, ``async with``.
+
+    A subclass owns ``_subscription``, ``_task``, the ``_empty``/``_closing``/``_wake`` events,
+    ``_closed`` and ``_close_drain_s``, and defines ``start`` and ``aclose``; its ``aclose``
+    calls :meth:`_stop_taking_blocks` first, then stops its tasks and disconnects.
+    """
+
+    kind = "sink"
+    _subscription: Any
+    _task: asyncio.Task[None] | None
+    _empty: asyncio.Event
+    _closing: asyncio.Event
+    _wake: asyncio.Event
+    _closed: bool
+    _close_drain_s: float
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def publish(self, block: Block) -> None:
+        raise NotImplementedError
+
+    async def aclose(self, *, drain_timeout_s: float | None = None) -> None:
+        raise NotImplementedError
+
+    def _subscriber_name(self) -> str:
+        """The name its feed subscription shows in the feed's logs."""
+        return f"sink-{self.kind}"
+
+    def attach(self, feed: _Subscribable, *, maxsize: int = DEFAULT_SUBSCRIBER_MAXSIZE) -> Any:
+        """Subscribe to ``feed``: every block it delivers is published. Returns the subscription."""
+        if self._subscription is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already attached to a feed")
+        self._subscription = feed.subscribe(
+            self.publish, name=self._subscriber_name(), maxsize=maxsize)
+        return self._subscription
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued block is in the target; False if ``timeout_s`` ran out."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _stop_taking_blocks(self, drain_timeout_s: float | None) -> bool:
+        """The start of every ``aclose``: False if already closed; else unsubscribe, give the
+        outbox ``drain_timeout_s`` (default ``close_drain_s``) to empty while the writer runs,
+        then tell the writer to stop."""
+        if self._closed:
+            return False
+        self._closed = True
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
+        wait_s = self._close_drain_s if drain_timeout_s is None else drain_timeout_s
+        task = self._task
+        if task is not None and not task.done() and wait_s > 0:
+            await self.flush(wait_s)
+        self._closing.set()
+        self._wake.set()
+        return True
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class CursorSink(FeedAttachedSink):
     """A sink that sends blocks in order from its target's own cursor; subclass per target.
 
     ``publish(block)`` never waits. One task connects (``_connect`` returns the newest number
@@ -219,13 +297,6 @@ class CursorSink:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"sink:{self.kind}:{self.url}")
 
-    def attach(self, feed: _Subscribable, *, maxsize: int = DEFAULT_SUBSCRIBER_MAXSIZE) -> Any:
-        """Subscribe to ``feed``: every block it delivers is published. Returns the subscription."""
-        if self._subscription is not None:
-            raise RuntimeError(f"this {type(self).__name__} is already attached to a feed")
-        self._subscription = feed.subscribe(self.publish, name=f"sink-{self.kind}", maxsize=maxsize)
-        return self._subscription
-
     async def publish(self, block: Block) -> None:
         """Queue ``block`` for the target. Never waits for it."""
         if self._closed:
@@ -252,28 +323,11 @@ class CursorSink:
         self._empty.clear()
         self._wake.set()
 
-    async def flush(self, timeout_s: float) -> bool:
-        """Wait until every queued block is in the target; False if ``timeout_s`` ran out."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
     async def aclose(self, *, drain_timeout_s: float | None = None) -> None:
         """Stop: unsubscribe, give the outbox ``close_drain_s`` to empty, disconnect."""
-        if self._closed:
+        if not await self._stop_taking_blocks(drain_timeout_s):
             return
-        self._closed = True
-        if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
-        wait_s = self._close_drain_s if drain_timeout_s is None else drain_timeout_s
         task = self._task
-        if task is not None and not task.done() and wait_s > 0:
-            await self.flush(wait_s)
-        self._closing.set()
-        self._wake.set()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -287,18 +341,6 @@ class CursorSink:
                 self.url,
                 len(self._outbox),
             )
-
-    async def __aenter__(self) -> CursorSink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- status ----------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -70,6 +69,7 @@ from blockfeed.sinks._redis_base import (
     raise_if_cancel_was_swallowed,
 )
 from blockfeed.sinks._stream_entries import entry_fields, stream_id
+from blockfeed.sinks.base import FeedAttachedSink
 from blockfeed.sinks.redis_consumer import FROM_FIRST, StreamConsumer, consume
 from blockfeed.types import Block, FeedEvent, SinkWrongChain
 from blockfeed.util.redact import redact_url
@@ -94,7 +94,6 @@ DEFAULT_IDLE_PING_S = 5.0
 """When idle, ping this often so ``status()["connected"]`` is true to within this long."""
 DEFAULT_CLOSE_DRAIN_S = 2.0
 """On close, wait this long for the outbox to empty (a persistent outbox keeps the rest)."""
-DEFAULT_SUBSCRIBER_MAXSIZE = 10_000
 
 
 WRONG_CHAIN_EVENT = SinkWrongChain.kind
@@ -116,10 +115,6 @@ class _Subscription(Protocol):
     def cancel(self) -> None: ...
 
 
-class _Subscribable(Protocol):
-    def subscribe(self, callback: Any, *, name: str, maxsize: int) -> Any: ...
-
-
 class _Refused(Exception):
     """The stream refused a block for a reason that reconnecting will not fix."""
 
@@ -132,7 +127,7 @@ class _WrongChain(_Refused):
         self.recorded = recorded
 
 
-class RedisPublisher:
+class RedisPublisher(FeedAttachedSink):
     """Publishes every block it is given into one Redis stream, exactly once, in order.
 
     One implementation of the :class:`~blockfeed.sinks.base.Sink` protocol (``--sink redis://``).
@@ -245,13 +240,8 @@ class RedisPublisher:
                     self._persist_loop(), name=f"redis-outbox:{self.stream}"
                 )
 
-    def attach(self, feed: _Subscribable, *, maxsize: int = DEFAULT_SUBSCRIBER_MAXSIZE) -> Any:
-        """Subscribe to ``feed``: every block it delivers is published. Returns the subscription."""
-        if self._subscription is not None:
-            raise RuntimeError("this RedisPublisher is already attached to a feed")
-        subscription = feed.subscribe(self.publish, name="redis", maxsize=maxsize)
-        self._subscription = subscription
-        return subscription
+    def _subscriber_name(self) -> str:
+        return "redis"
 
     def add_event_hook(self, hook: EventHook) -> None:
         """Call ``hook(event)`` for the publisher's events (today: ``sink_wrong_chain``)."""
@@ -270,29 +260,11 @@ class RedisPublisher:
         self._wake.set()
         self._persist_wake.set()
 
-    async def flush(self, timeout_s: float) -> bool:
-        """Wait until every queued block is in the stream; False if ``timeout_s`` ran out first."""
-        try:
-            await asyncio.wait_for(self._empty.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
-
     async def aclose(self, *, drain_timeout_s: float | None = None) -> None:
         """Stop: unsubscribe, give the outbox ``close_drain_s`` to empty, close the connection."""
-        if self._closed:
+        if not await self._stop_taking_blocks(drain_timeout_s):
             return
-        self._closed = True
-        if self._subscription is not None:
-            self._subscription.cancel()
-            self._subscription = None
-        wait_s = self._close_drain_s if drain_timeout_s is None else drain_timeout_s
-        task = self._task
-        if task is not None and not task.done() and wait_s > 0:
-            await self.flush(wait_s)
-        self._closing.set()
-        self._wake.set()
-        for running in (task, self._persister):
+        for running in (self._task, self._persister):
             if running is not None:
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
@@ -309,18 +281,6 @@ class RedisPublisher:
             logger.warning(
                 "Redis publisher closed with %d blocks not in the stream (%s)", left, where
             )
-
-    async def __aenter__(self) -> RedisPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- status ------------------------------------------------------------------------------
 
